@@ -1,0 +1,346 @@
+"""Real datasets when they can be had, a clearly announced stand-in when they cannot.
+
+    train = vision_dataset("FashionMNIST", args, train=True, transform=ToTensor())
+    path = fetch_file(args, "dlwpt/p1ch4/tabular-wine/winequality-white.csv", url=..., md5=...)
+
+The data root is `--data-dir`, else `$LESSONS_DATA_DIR`, else `<repo>/data`; datasets sit there in
+torchvision's layout (`<root>/MNIST/raw/*.gz`, `<root>/cifar-10-batches-py/`, ...). Downloads are
+attempted only when allowed (not `--no-download`, not `LESSONS_OFFLINE=1`) and give up fast when
+the network is unreachable. When the real data cannot be had, vision datasets fall back to a
+deterministic synthetic stand-in of the same size, image shape, dtype and classes, announced once
+with how to get the real thing. `LESSONS_REQUIRE_REAL_DATA=1` turns that fallback into an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import os
+import socket
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset, Subset
+
+from common import LessonError
+from common.report import atomic_path
+
+REQUIRE_REAL_ENV = "LESSONS_REQUIRE_REAL_DATA"
+NETWORK_TIMEOUT_S = 10.0
+DATA_README = "data/README.md"
+
+
+class DataError(LessonError):
+    """A data file is missing, unreadable or not in the expected format."""
+
+
+class DataUnavailable(DataError):
+    """The real data is not on disk and cannot be downloaded now."""
+
+
+# --------------------------------------------------------------------------- announcements
+_announced: set[str] = set()
+
+
+def real_data_required() -> bool:
+    """True when `LESSONS_REQUIRE_REAL_DATA=1`: stand-ins are refused (used by real-data tests)."""
+    return os.environ.get(REQUIRE_REAL_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def use_stand_in(name: str, reason: str, how_to_get: str) -> None:
+    """Announce (once per dataset and process) that a stand-in replaces `name`.
+
+    Raises `DataUnavailable` instead when `LESSONS_REQUIRE_REAL_DATA=1`.
+    """
+    if real_data_required():
+        raise DataUnavailable(f"{name}: {reason}, and {REQUIRE_REAL_ENV}=1 forbids the stand-in")
+    if name in _announced:
+        return
+    _announced.add(name)
+    print(
+        f"NOTICE: {name} {reason}: using a synthetic stand-in of the same shape and classes "
+        f"(numbers will differ from the real data). To get the real data: {how_to_get}"
+    )
+
+
+# --------------------------------------------------------------------------- downloads
+def md5sum(path: str | os.PathLike) -> str:
+    """The MD5 hex digest of a file, read in chunks."""
+    digest = hashlib.md5()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def network_reachable(url: str, timeout: float = 5.0) -> bool:
+    """Can we open a TCP connection to `url`'s host within `timeout` seconds?"""
+    parts = urllib.parse.urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def network_timeout(seconds: float = NETWORK_TIMEOUT_S):
+    """Make every socket opened inside the block give up after `seconds` (urllib has no default)."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def download(url: str, path: str | os.PathLike, md5: str | None = None) -> Path:
+    """Download `url` to `path` atomically, checking the MD5 when one is given."""
+    path = Path(path)
+    request = urllib.request.Request(url, headers={"User-Agent": "pytorch-curriculum"})
+    print(f"downloading {url}")
+    try:
+        with network_timeout(), atomic_path(path) as temp_path:
+            with urllib.request.urlopen(request) as response, open(temp_path, "wb") as file:
+                for chunk in iter(lambda: response.read(1 << 20), b""):
+                    file.write(chunk)
+            if md5 is not None and md5sum(temp_path) != md5:
+                raise DataError(f"{url}: checksum mismatch (expected md5 {md5}); try again later")
+    except (urllib.error.URLError, OSError) as error:
+        raise DataUnavailable(f"could not download {url}: {error}") from None
+    return path
+
+
+def fetch_file(
+    root: str | os.PathLike,
+    relative_path: str,
+    *,
+    url: str,
+    md5: str | None = None,
+    offline: bool = False,
+) -> Path:
+    """Return `<root>/<relative_path>`, downloading it first if it is missing and allowed.
+
+    A file already present is used as it is (the lesson validates its format); a download is
+    verified with `md5`. Raises `DataUnavailable` when the file is missing and cannot be had.
+    """
+    path = Path(root) / relative_path
+    if path.is_file():
+        return path
+    if offline:
+        raise DataUnavailable(f"{relative_path} is not under {root} and downloads are off")
+    if not network_reachable(url):
+        raise DataUnavailable(f"{relative_path} is not under {root} and the network is unreachable")
+    return download(url, path, md5)
+
+
+def open_text(path: str | os.PathLike, encoding: str = "utf-8"):
+    """Open a text file, transparently un-gzipping `*.gz`; unreadable files raise `DataError`."""
+    path = Path(path)
+    try:
+        if path.suffix == ".gz":
+            return gzip.open(path, "rt", encoding=encoding, newline="")
+        return open(path, encoding=encoding, newline="")
+    except OSError as error:
+        raise DataError(f"cannot read {path}: {error.strerror or error}") from None
+
+
+# --------------------------------------------------------------------------- vision datasets
+MNIST_DIGITS = [str(digit) for digit in range(10)]
+FASHION_CLASSES = [
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+]  # fmt: skip
+CIFAR10_CLASSES = [
+    "airplane", "automobile", "bird", "cat", "deer",
+    "dog", "frog", "horse", "ship", "truck",
+]  # fmt: skip
+
+# name -> (image shape H, W, C; classes; train length; test length)
+VISION_SPECS = {
+    "MNIST": ((28, 28, 1), MNIST_DIGITS, 60_000, 10_000),
+    "FashionMNIST": ((28, 28, 1), FASHION_CLASSES, 60_000, 10_000),
+    "CIFAR10": ((32, 32, 3), CIFAR10_CLASSES, 50_000, 10_000),
+}
+
+
+class StandInImages(Dataset):
+    """A deterministic synthetic image dataset shaped like a real one (offline fallback).
+
+    Each class has its own smooth random pattern; every image is its class pattern, shifted by a
+    pixel or two, with random contrast and noise. A small model learns it, so "the loss goes down"
+    still means something, but accuracies are not those of the real data. Items are made on demand
+    from their index, so the same index always gives the same image.
+    Like torchvision's datasets it returns `(PIL image, int label)` before transforms and offers
+    `.classes`, `.targets` and `.data` (uint8; N x H x W tensor for grey, N x H x W x C array for
+    colour).
+    """
+
+    is_stand_in = True
+
+    def __init__(
+        self,
+        name: str,
+        train: bool = True,
+        length: int | None = None,
+        transform: Callable | None = None,
+        target_transform: Callable | None = None,
+        seed: int = 1234,
+    ):
+        (height, width, channels), classes, train_length, test_length = VISION_SPECS[name]
+        self.name, self.train = name, train
+        self.shape = (height, width, channels)
+        self.classes = list(classes)
+        self.transform, self.target_transform = transform, target_transform
+        self.length = length if length is not None else (train_length if train else test_length)
+        self._seed = seed + (0 if train else 1_000_003)
+        patterns = torch.Generator().manual_seed(seed)  # the same class patterns for both splits
+        coarse = torch.rand(len(classes), channels, 4, 4, generator=patterns)
+        self._patterns = torch.nn.functional.interpolate(
+            coarse, size=(height, width), mode="bicubic", align_corners=False
+        ).clamp(0, 1)
+        labels = torch.Generator().manual_seed(self._seed)
+        self.targets = torch.randint(len(classes), (self.length,), generator=labels)
+        self._data = None
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _pixels(self, index: int) -> np.ndarray:
+        generator = torch.Generator().manual_seed(self._seed * 7919 + index)
+        pattern = self._patterns[int(self.targets[index])]
+        shift = torch.randint(-2, 3, (2,), generator=generator)
+        pattern = torch.roll(pattern, shifts=(int(shift[0]), int(shift[1])), dims=(1, 2))
+        contrast = 0.6 + 0.4 * torch.rand(1, generator=generator)
+        noise = 0.15 * torch.randn(pattern.shape, generator=generator)
+        image = (contrast * pattern + noise).clamp(0, 1).mul(255).round().to(torch.uint8)
+        return image.permute(1, 2, 0).numpy()  # H x W x C
+
+    def __getitem__(self, index: int):
+        if not -self.length <= index < self.length:
+            raise IndexError(f"index {index} out of range for {self.length} images")
+        index %= self.length
+        pixels = self._pixels(index)
+        image = Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels)
+        label = int(self.targets[index])
+        if self.transform is not None:
+            image = self.transform(image)
+        if self.target_transform is not None:
+            label = self.target_transform(label)
+        return image, label
+
+    @property
+    def data(self):
+        """All images as uint8, made on first access (torchvision's `.data` layout)."""
+        if self._data is None:
+            stacked = np.stack([self._pixels(index) for index in range(self.length)])
+            self._data = torch.from_numpy(stacked[..., 0]) if self.shape[2] == 1 else stacked
+        return self._data
+
+    def __repr__(self) -> str:
+        split = "train" if self.train else "test"
+        return f"StandInImages({self.name}, {split}, {self.length} images)"
+
+
+def is_stand_in(dataset) -> bool:
+    """True if `dataset` (or the dataset under a Subset) is a synthetic stand-in."""
+    while isinstance(dataset, Subset):
+        dataset = dataset.dataset
+    return getattr(dataset, "is_stand_in", False)
+
+
+def _local_archives(name: str, root: Path) -> list[tuple[Path, str]]:
+    """The archive files torchvision would download for `name`, with their MD5s."""
+    import torchvision.datasets as tvd
+
+    if name == "CIFAR10":
+        return [(root / tvd.CIFAR10.filename, tvd.CIFAR10.tgz_md5)]
+    raw = root / name / "raw"
+    return [(raw / filename, md5) for filename, md5 in getattr(tvd, name).resources]
+
+
+def vision_dataset(
+    name: str,
+    args,
+    *,
+    train: bool = True,
+    transform: Callable | None = None,
+    target_transform: Callable | None = None,
+):
+    """The real torchvision dataset `name` ('MNIST', 'FashionMNIST', 'CIFAR10') or its stand-in.
+
+    `args` supplies `data_dir` and `offline` (as `lesson_args` returns them). Order of attempts:
+    the dataset already prepared on disk; its archives on disk (verified by MD5, extracted, no
+    network); a download when allowed and the network answers; else the announced stand-in.
+    Archives present but corrupt are an error, not a reason to fall back.
+    """
+    import torchvision.datasets as tvd
+
+    if name not in VISION_SPECS:
+        raise DataError(f"unknown dataset {name!r} (known: {', '.join(VISION_SPECS)})")
+    root = Path(args.data_dir)
+    dataset_class = getattr(tvd, name)
+    options = dict(train=train, transform=transform, target_transform=target_transform)
+
+    def load(download: bool):
+        try:
+            return dataset_class(root, download=download, **options)
+        except PermissionError as error:
+            raise DataError(
+                f"{name}: cannot write under {root} to prepare the data ({error.strerror}); "
+                "use a writable --data-dir"
+            ) from None
+        except (RuntimeError, OSError, EOFError, ValueError) as error:
+            if download:
+                raise DataUnavailable(f"{name}: {str(error).splitlines()[0]}") from None
+            return None
+
+    dataset = load(download=False)
+    if dataset is not None:
+        return dataset
+
+    archives = _local_archives(name, root)
+    present = [(path, md5) for path, md5 in archives if path.is_file()]
+    for path, md5 in present:
+        if md5sum(path) != md5:
+            raise DataError(f"{path} is corrupt (MD5 differs from {md5}); delete it and retry")
+    if len(present) == len(archives):  # everything on disk: torchvision only extracts
+        return load(download=True)
+
+    how_to_get = (
+        f"run once with network access, or put the files torchvision downloads under "
+        f"{root}/ (see {DATA_README})"
+    )
+    if args.offline:
+        reason = f"is not under {root} and downloads are off"
+    elif not network_reachable(_first_url(dataset_class)):
+        reason = f"is not under {root} and the network is unreachable"
+    else:
+        try:
+            with network_timeout():
+                return load(download=True)
+        except DataUnavailable as error:
+            reason = f"could not be downloaded ({error})"
+    use_stand_in(name, reason, how_to_get)
+    return StandInImages(name, train=train, transform=transform, target_transform=target_transform)
+
+
+def _first_url(dataset_class) -> str:
+    if hasattr(dataset_class, "mirrors"):
+        return dataset_class.mirrors[0]
+    return dataset_class.url
+
+
+def quick_subset(dataset, size: int, quick: bool = True):
+    """The first `size` items of `dataset` when `quick`, else the whole dataset."""
+    if not quick or size >= len(dataset):
+        return dataset
+    return Subset(dataset, range(size))

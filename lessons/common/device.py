@@ -1,0 +1,115 @@
+"""Pick the device a lesson runs on, seed every random generator, describe the setup.
+
+    device = pick_device("auto")   # CUDA / MPS / other accelerator if present, else CPU
+    seed_everything(0)             # python, numpy, torch (CPU and accelerators)
+    print(describe(device))        # "device cpu (2 threads) | torch 2.14.1 | python 3.11.7"
+
+`auto` asks `torch.accelerator` (torch >= 2.6) which accelerator this build can use; older
+torch is asked through `torch.cuda` and `torch.backends.mps`. An explicit device that is not
+available raises `DeviceError` naming what is. `LESSONS_DEVICE` sets the default.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+
+import numpy as np
+import torch
+
+from common import LessonError
+from common.cli import DEVICE_CHOICES
+
+DEVICE_ENV = "LESSONS_DEVICE"
+
+
+class DeviceError(LessonError, ValueError):
+    """The requested device does not exist on this machine (or is not a device name)."""
+
+
+def current_accelerator() -> str | None:
+    """The accelerator type this torch build can use right now ('cuda', 'mps', ...), or None."""
+    accelerator_api = getattr(torch, "accelerator", None)  # added in torch 2.6
+    if accelerator_api is not None:
+        if accelerator_api.is_available():
+            return accelerator_api.current_accelerator().type
+        return None
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return None
+
+
+def available_devices() -> list[str]:
+    """Every device name `pick_device` accepts here, e.g. ['cpu', 'cuda:0', 'cuda:1']."""
+    names = ["cpu"]
+    if torch.cuda.is_available():
+        names += [f"cuda:{index}" for index in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        names.append("mps")
+    accelerator = current_accelerator()
+    if accelerator not in (None, "cuda", "mps"):
+        names.append(accelerator)
+    return names
+
+
+def _is_available(device: torch.device) -> bool:
+    if device.type == "cpu":
+        return True
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return count > 0 and (device.index or 0) < count
+    if device.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        return mps is not None and mps.is_available()
+    return current_accelerator() == device.type
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    """Turn 'auto' | 'cpu' | 'cuda' | 'cuda:1' | 'mps' into a usable `torch.device`.
+
+    None means the `LESSONS_DEVICE` environment variable, else 'auto'.
+    """
+    name = (name or os.environ.get(DEVICE_ENV) or "auto").strip().lower()
+    if name == "auto":
+        return torch.device(current_accelerator() or "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise DeviceError(f"'{name}' is not a device name (choose from {DEVICE_CHOICES})") from None
+    if not _is_available(device):
+        raise DeviceError(
+            f"device '{name}' is not available on this machine "
+            f"(available: {', '.join(available_devices())})"
+        )
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's generators (torch.manual_seed covers accelerators)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def describe(device: torch.device) -> str:
+    """One line saying where the lesson runs: device, torch and Python versions."""
+    if device.type == "cuda":
+        where = f"cuda ({torch.cuda.get_device_name(device)})"
+    elif device.type == "cpu":
+        where = f"cpu ({torch.get_num_threads()} threads)"
+    else:
+        where = str(device)
+    return f"device {where} | torch {torch.__version__} | python {platform.python_version()}"
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued accelerator work, so wall-clock timings measure the work itself."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
