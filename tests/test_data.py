@@ -217,3 +217,24 @@ def test_real_mnist_family_loads_from_the_data_root(name, real_data_dir):
     assert train.data.dtype == torch.uint8
     expected_first_label = {"MNIST": 5, "FashionMNIST": 9}[name]
     assert label == expected_first_label
+
+
+@pytest.mark.real_data
+def test_a_read_only_data_root_is_left_untouched(real_data_dir, tmp_path, monkeypatch):
+    """Archives in a read-only folder (a shared copy) are extracted into the cache instead."""
+    raw = tmp_path / "readonly" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for archive in (real_data_dir / "MNIST" / "raw").glob("*.gz"):
+        (raw / archive.name).symlink_to(archive.resolve())
+    raw.chmod(0o555)
+    monkeypatch.setattr(data, "EXTRACTION_CACHE", tmp_path / "cache")
+    try:
+        args = SimpleNamespace(data_dir=tmp_path / "readonly", offline=True)
+        train = vision_dataset("MNIST", args, train=True)
+        assert not is_stand_in(train) and len(train) == 60_000
+        assert sorted(path.name for path in raw.iterdir()) == sorted(
+            path.name for path in (real_data_dir / "MNIST" / "raw").glob("*.gz")
+        )
+        assert list((tmp_path / "cache").rglob("train-images-idx3-ubyte"))
+    finally:
+        raw.chmod(0o755)

@@ -18,6 +18,7 @@ import gzip
 import hashlib
 import os
 import socket
+import stat
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -30,11 +31,12 @@ from PIL import Image
 from torch.utils.data import Dataset, Subset
 
 from common import LessonError
-from common.report import atomic_path
+from common.report import REPO_ROOT, atomic_path
 
 REQUIRE_REAL_ENV = "LESSONS_REQUIRE_REAL_DATA"
 NETWORK_TIMEOUT_S = 10.0
 DATA_README = "data/README.md"
+EXTRACTION_CACHE = REPO_ROOT / "data" / ".cache"
 
 
 class DataError(LessonError):
@@ -290,12 +292,12 @@ def vision_dataset(
     dataset_class = getattr(tvd, name)
     options = dict(train=train, transform=transform, target_transform=target_transform)
 
-    def load(download: bool):
+    def load(download: bool, at: Path = root):
         try:
-            return dataset_class(root, download=download, **options)
+            return dataset_class(at, download=download, **options)
         except PermissionError as error:
             raise DataError(
-                f"{name}: cannot write under {root} to prepare the data ({error.strerror}); "
+                f"{name}: cannot write under {at} to prepare the data ({error.strerror}); "
                 "use a writable --data-dir"
             ) from None
         except (RuntimeError, OSError, EOFError, ValueError) as error:
@@ -313,7 +315,11 @@ def vision_dataset(
         if md5sum(path) != md5:
             raise DataError(f"{path} is corrupt (MD5 differs from {md5}); delete it and retry")
     if len(present) == len(archives):  # everything on disk: torchvision only extracts
-        return load(download=True)
+        if _writable(archives[0][0].parent):
+            return load(download=True)
+        # A read-only folder (a shared copy, say): leave it untouched and extract into a
+        # cache that links to its archives.
+        return load(download=True, at=_extraction_cache(root, archives))
 
     how_to_get = (
         f"run once with network access, or put the files torchvision downloads under "
@@ -331,6 +337,24 @@ def vision_dataset(
             reason = f"could not be downloaded ({error})"
     use_stand_in(name, reason, how_to_get)
     return StandInImages(name, train=train, transform=transform, target_transform=target_transform)
+
+
+def _writable(folder: Path) -> bool:
+    """Writable for us, judged by the permission bits too (root may write anywhere)."""
+    return os.access(folder, os.W_OK) and bool(folder.stat().st_mode & stat.S_IWUSR)
+
+
+def _extraction_cache(root: Path, archives: list[tuple[Path, str]]) -> Path:
+    """A writable stand-in for the read-only `root`, under `<repo>/data/.cache/`, holding
+    links to its `archives` (torchvision extracts them there)."""
+    key = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:12]
+    cache_root = EXTRACTION_CACHE / key
+    for archive, _ in archives:
+        link = cache_root / archive.relative_to(root)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.exists():
+            link.symlink_to(archive.resolve())
+    return cache_root
 
 
 def _first_url(dataset_class) -> str:
