@@ -61,3 +61,17 @@ def test_progress_is_silent_without_a_terminal(capsys):
     assert list(progress(range(3), desc="epoch 1")) == [0, 1, 2]
     captured = capsys.readouterr()
     assert captured.err == "" and captured.out == ""
+
+
+def test_metrics_record_a_stand_in(tmp_path, monkeypatch, capsys):
+    from common import data
+
+    monkeypatch.delenv("LESSONS_REQUIRE_REAL_DATA", raising=False)
+    write_metrics(tmp_path / "real", {"accuracy": 0.9}, headline="accuracy")
+    assert "data" not in json.loads((tmp_path / "real" / "metrics.json").read_text())
+
+    data.use_stand_in("MNIST", "is not here", "download it")
+    write_metrics(tmp_path / "fake", {"accuracy": 0.9}, headline="accuracy")
+    saved = json.loads((tmp_path / "fake" / "metrics.json").read_text())
+    assert saved["data"] == "stand-in" and saved["stand_ins"] == ["MNIST"]
+    assert capsys.readouterr().out.count("NOTICE") == 1

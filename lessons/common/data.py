@@ -56,6 +56,11 @@ def real_data_required() -> bool:
     return os.environ.get(REQUIRE_REAL_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
+def stand_ins_used() -> list[str]:
+    """The datasets a stand-in has replaced so far in this process, sorted."""
+    return sorted(_announced)
+
+
 def use_stand_in(name: str, reason: str, how_to_get: str) -> None:
     """Announce (once per dataset and process) that a stand-in replaces `name`.
 

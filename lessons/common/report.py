@@ -118,8 +118,19 @@ def write_json(path: str | os.PathLike, data) -> Path:
 
 
 def write_metrics(out_dir: str | os.PathLike, metrics: dict, headline: str | None = None) -> Path:
-    """Write `metrics` to `<out_dir>/metrics.json`; `headline` names the key the runner shows."""
+    """Write `metrics` to `<out_dir>/metrics.json`; `headline` names the key the runner shows.
+
+    When a stand-in replaced real data in this run, `"data": "stand-in"` and the names of the
+    replaced datasets are recorded too (unless the lesson set `data` itself), so nobody mistakes
+    a stand-in's accuracy for a real one.
+    """
+    from common.data import stand_ins_used  # here, not at the top: common.data imports us
+
     data = dict(metrics)
+    replaced = stand_ins_used()
+    if replaced:
+        data.setdefault("data", "stand-in")
+        data.setdefault("stand_ins", replaced)
     if headline is not None:
         if headline not in metrics:
             raise KeyError(f"headline metric {headline!r} is not among the metrics")
