@@ -17,7 +17,7 @@ How to run
 Open the file in VS Code or Jupyter to run it cell by cell (`# %%` marks the cells).
 A resumed run ends with exactly the weights of an uninterrupted one (same seed, same device).
 
-Time: --quick ~5 s, full (6 epochs) ~40 s on a 2-core CPU.
+Time: --quick ~5 s, full ~40 s (6 epochs) on a 2-core CPU.
 """
 
 # %% Imports

@@ -15,7 +15,7 @@ How to run
 Open the file in VS Code or Jupyter to run it cell by cell (`# %%` marks the cells).
 Each run gets its own time-stamped folder; only the newest few are kept.
 
-Time: --quick ~5 s, full (3 epochs) ~20 s on a 2-core CPU.
+Time: --quick ~5 s, full ~20 s (3 epochs) on a 2-core CPU.
 """
 
 # %% Imports

@@ -9,7 +9,9 @@ import json
 import time
 
 import pytest
-from conftest import lesson_paths, load_lesson
+from conftest import LESSONS_DIR, lesson_paths, load_lesson
+
+import run_lesson
 
 LESSONS = [path.stem for path in lesson_paths()]
 
@@ -24,6 +26,13 @@ def test_importing_a_lesson_has_no_side_effects(stem, capsys):
     assert capsys.readouterr().out == ""
     assert callable(module.main)
     assert module.__doc__ and "Time:" in module.__doc__, "docstring needs a 'Time:' line"
+
+
+@pytest.mark.parametrize("stem", LESSONS)
+def test_the_runner_lists_typical_durations(stem):
+    lesson = run_lesson.read_lesson(LESSONS_DIR / f"{stem}.py")
+    assert lesson.title and lesson.summary, "first docstring line: 'Title: what you learn'"
+    assert lesson.quick_time and lesson.full_time, "'Time:' needs '--quick ~N s, full ~N s'"
 
 
 @pytest.mark.parametrize("stem", LESSONS)
