@@ -76,7 +76,7 @@ def data_file(args, relative: str) -> Path | None:
     except DataUnavailable as error:
         use_stand_in(
             Path(relative).name,
-            str(error).split(": ")[-1],
+            str(error).removeprefix(relative + " "),
             f"run once online, or copy the book's data/{relative[6:]} under {args.data_dir}/dlwpt/",
         )
         return None
