@@ -20,7 +20,7 @@ allowed; offline, a synthetic stand-in). `--image-folder DIR` reads `DIR/train/<
 `DIR/test/<class>/*` (any image files; resized to 32x32) instead.
 Open the file in VS Code or Jupyter to run it cell by cell (`# %%` marks the cells).
 
-Time: --quick ~6 s, full ~3 min on a 2-core CPU (cifar_net on the JPEG copy, about 0.62).
+Time: --quick ~6 s, full ~70 s on a 2-core CPU (cifar_net on the JPEG copy: about 0.68).
 """
 
 # %% Imports
