@@ -26,13 +26,13 @@ import numpy as np
 import torch
 
 from common.cli import lesson_args
-from common.report import write_metrics
+from common.report import ReferenceValues, write_metrics
 
 LESSON = Path(__file__).stem
 
 
 # Reference values from CURRICULUM.md that this lesson reproduces: label -> (value, matches?)
-checked: dict[str, tuple] = {}
+references = ReferenceValues()
 
 
 def show(label: str, value):
@@ -48,9 +48,7 @@ def check(label: str, value, expected):
     if isinstance(value, torch.Size):
         value = list(value)
     ok = value == expected
-    print(f"  {label}: {value}   (reference {expected}) {'ok' if ok else 'MISMATCH'}")
-    checked[label] = (value, ok)
-    return value
+    return references.check(label, value, expected, ok)
 
 
 # %% 1. Construction
@@ -244,7 +242,7 @@ def serialization() -> None:
 # %% main
 def main(argv=None) -> dict:
     args = lesson_args(__doc__, argv, name=LESSON)
-    checked.clear()
+    references.clear()
     construction()
     indexing_and_joining()
     arithmetic()
@@ -254,13 +252,8 @@ def main(argv=None) -> dict:
     devices(args.device)
     serialization()
 
-    matches = sum(ok for _, ok in checked.values())
-    summary = f"{matches}/{len(checked)}"
-    print(f"\nReference values reproduced: {summary}")
     metrics = {
-        "reference_values": summary,
-        "all_match": matches == len(checked),
-        "values": {label: value for label, (value, _) in checked.items()},
+        **references.metrics(),
     }
     write_metrics(args.out, metrics, headline="reference_values")
     return metrics

@@ -30,7 +30,7 @@ import torch
 
 from common.cli import lesson_args
 from common.data import DataError, DataUnavailable, fetch_file, use_stand_in
-from common.report import write_metrics
+from common.report import ReferenceValues, write_metrics
 
 LESSON = Path(__file__).stem
 BOOK_URL = (
@@ -47,7 +47,7 @@ FILES = {  # relative path under the data root -> MD5 of the book's file
 }
 
 # Reference values from CURRICULUM.md (they hold for the real files): label -> (value, matches?)
-checked: dict[str, tuple] = {}
+references = ReferenceValues()
 
 
 def check(label: str, value, expected, real: bool = True):
@@ -58,9 +58,7 @@ def check(label: str, value, expected, real: bool = True):
         print(f"  {label}: {value}   (reference {expected} is for the real file)")
         return value
     ok = value == expected or (isinstance(value, float) and abs(value - expected) < 5e-4)
-    print(f"  {label}: {value}   (reference {expected}) {'ok' if ok else 'MISMATCH'}")
-    checked[label] = (value, ok)
-    return value
+    return references.check(label, value, expected, ok)
 
 
 def data_file(args, relative: str) -> Path | None:
@@ -257,18 +255,13 @@ def cats(args) -> None:
 # %% Main
 def main(argv=None) -> dict:
     args = lesson_args(__doc__, argv, name=LESSON)  # --quick: the lesson is already seconds
-    checked.clear()
+    references.clear()
     wine(args)
     bikes(args)
     jane_austen(args)
     cats(args)
-    matches = sum(ok for _, ok in checked.values())
-    summary = f"{matches}/{len(checked)}" if checked else "stand-in data: nothing to compare"
-    print(f"\nReference values reproduced: {summary}")
     metrics = {
-        "reference_values": summary,
-        "all_match": matches == len(checked),
-        "values": {label: value for label, (value, _) in checked.items()},
+        **references.metrics(),
     }
     write_metrics(args.out, metrics, headline="reference_values")
     return metrics

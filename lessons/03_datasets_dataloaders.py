@@ -43,7 +43,7 @@ from common.data import (
     use_stand_in,
     vision_dataset,
 )
-from common.report import atomic_path, save_figure, write_metrics
+from common.report import ReferenceValues, atomic_path, save_figure, write_metrics
 
 LESSON = Path(__file__).stem
 DIABETES = "liuer/diabetes.csv.gz"
@@ -53,7 +53,7 @@ DIABETES_URL = (
 )
 DIABETES_MD5 = "b7f372850118dfaf306e2f334e6a718f"
 
-checked: dict[str, tuple] = {}
+references = ReferenceValues()
 
 
 def check(label: str, value, expected, tolerance: float = 0.0):
@@ -61,8 +61,7 @@ def check(label: str, value, expected, tolerance: float = 0.0):
     if isinstance(value, torch.Size):
         value = list(value)
     ok = value == expected or (tolerance and abs(value - expected) <= tolerance)
-    print(f"  {label}: {value}   (reference {expected}) {'ok' if ok else 'MISMATCH'}")
-    checked[label] = (value, bool(ok))
+    return references.check(label, value, expected, ok)
 
 
 def transforms():
@@ -284,20 +283,15 @@ def combine_and_split(fashion_train, fashion_test) -> None:
 # %% Main
 def main(argv=None) -> dict:
     args = lesson_args(__doc__, argv, name=LESSON)
-    checked.clear()
+    references.clear()
     fashion_train, fashion_test = fashion_mnist(args)
     custom_image_dataset(args, fashion_train)
     table = diabetes(args)
     loaders(args, fashion_train, table)
     transform_demos(args)
     combine_and_split(fashion_train, fashion_test)
-    matches = sum(ok for _, ok in checked.values())
-    summary = f"{matches}/{len(checked)}"
-    print(f"\nReference values reproduced: {summary}")
     metrics = {
-        "reference_values": summary,
-        "all_match": matches == len(checked),
-        "values": {label: value for label, (value, _) in checked.items()},
+        **references.metrics(),
         "diabetes_rows": len(table),
     }
     write_metrics(args.out, metrics, headline="reference_values")

@@ -27,12 +27,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from common.cli import lesson_args
-from common.report import write_metrics
+from common.report import ReferenceValues, write_metrics
 
 LESSON = Path(__file__).stem
 
 # Reference values from CURRICULUM.md that this lesson reproduces: label -> (value, matches?)
-checked: dict[str, tuple] = {}
+references = ReferenceValues()
 
 
 def diagonal_and_rest(grad: torch.Tensor) -> list[list[float]]:
@@ -54,9 +54,7 @@ def check(label: str, value, expected):
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().tolist()
     ok = value == expected
-    print(f"  {label}: {value}   (reference {expected}) {'ok' if ok else 'MISMATCH'}")
-    checked[label] = (value, ok)
-    return value
+    return references.check(label, value, expected, ok)
 
 
 # %% 1. A graph and the chain rule
@@ -206,7 +204,7 @@ def zero_grad_in_training(device: torch.device) -> None:
 # %% main
 def main(argv=None) -> dict:
     args = lesson_args(__doc__, argv, name=LESSON)
-    checked.clear()
+    references.clear()
     chain_rule(args.device)
     gradients(args.device)
     no_tracking(args.device)
@@ -215,13 +213,8 @@ def main(argv=None) -> dict:
     non_scalar_backward(args.device)
     zero_grad_in_training(args.device)
 
-    matches = sum(ok for _, ok in checked.values())
-    summary = f"{matches}/{len(checked)}"
-    print(f"\nReference values reproduced: {summary}")
     metrics = {
-        "reference_values": summary,
-        "all_match": matches == len(checked),
-        "values": {label: value for label, (value, _) in checked.items()},
+        **references.metrics(),
     }
     write_metrics(args.out, metrics, headline="reference_values")
     return metrics

@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader, Dataset, random_split
 from common.cli import lesson_args
 from common.data import DataError, DataUnavailable, fetch_file, open_text, use_stand_in
 from common.device import to_device
-from common.report import save_figure, write_metrics
+from common.report import ReferenceValues, save_figure, write_metrics
 
 LESSON = Path(__file__).stem
 DIABETES = "liuer/diabetes.csv.gz"
@@ -53,7 +53,7 @@ DIABETES_MD5 = "b7f372850118dfaf306e2f334e6a718f"
 DIABETES_FORMAT = "a gzip-compressed CSV with 9 numbers per row (8 features, then a 0/1 label)"
 
 # Reference values from CURRICULUM.md that this lesson reproduces: label -> (value, matches?)
-checked: dict[str, tuple] = {}
+references = ReferenceValues()
 
 
 def check(label: str, value, expected, tolerance: float = 0.0):
@@ -64,9 +64,7 @@ def check(label: str, value, expected, tolerance: float = 0.0):
         ok = bool(np.allclose(value, expected, rtol=0, atol=tolerance))
     else:
         ok = value == expected
-    print(f"  {label}: {value}   (reference {expected}) {'ok' if ok else 'MISMATCH'}")
-    checked[label] = (value, ok)
-    return value
+    return references.check(label, value, expected, ok)
 
 
 @contextlib.contextmanager
@@ -419,7 +417,7 @@ def stacked_linear_collapse() -> None:
 # %% main
 def main(argv=None) -> dict:
     args = lesson_args(__doc__, argv, name=LESSON, epochs=40, batch_size=32)
-    checked.clear()
+    references.clear()
     with single_thread():
         exhaustive_search(args.out)
         gradient_descent_by_hand()
@@ -432,18 +430,13 @@ def main(argv=None) -> dict:
         diabetes = diabetes_classifier(args)
         stacked_linear_collapse()
 
-    matches = sum(ok for _, ok in checked.values())
-    summary = f"{matches}/{len(checked)}"
-    print(f"\nReference values reproduced: {summary}")
     metrics = {
         "held_out_accuracy": diabetes["held_out_accuracy"],
         **diabetes,
         "thermometer_loss_history": fit["losses"][::500] + fit["losses"][-1:],
         "linear_prediction_at_4": linear_prediction,
         "logistic_crossing": crossing,
-        "reference_values": summary,
-        "all_match": matches == len(checked),
-        "values": {label: value for label, (value, _) in checked.items()},
+        **references.metrics(),
     }
     write_metrics(args.out, metrics, headline="held_out_accuracy")
     return metrics

@@ -46,23 +46,21 @@ from common.device import (
     synchronize,
     to_device,
 )
-from common.report import save_figure, write_metrics
+from common.report import ReferenceValues, save_figure, write_metrics
 
 LESSON = Path(__file__).stem
 QUICK_TRAIN, QUICK_TEST = 1024, 512  # images used by --quick
 BASELINE_BATCHES = 300  # how long the slow SGD lr 1e-3 baseline is shown
 
 # Reference values from CURRICULUM.md §06: label -> (value, matches?)
-checked: dict[str, tuple] = {}
+references = ReferenceValues()
 
 
 def check(label: str, value: float, expected: float, places: int = 4) -> float:
     """Print `value` next to its reference and remember whether they agree to `places` decimals."""
     value = round(float(value), places)
     ok = value == expected
-    print(f"  {label}: {value}   (reference {expected}) {'ok' if ok else 'MISMATCH'}")
-    checked[label] = (value, ok)
-    return value
+    return references.check(label, value, expected, ok)
 
 
 # %% 1. Softmax and cross-entropy
@@ -304,7 +302,7 @@ def main(argv=None) -> dict:
     if args.quick:  # a smoke run: 3 epochs of 8 batches
         args.epochs = min(args.epochs, 3)
     started = time.perf_counter()
-    checked.clear()
+    references.clear()
     softmax_and_cross_entropy()
     deeper = args.variant == "deeper"
     model = DeeperMLP() if deeper else NeuralNetwork()
@@ -348,9 +346,6 @@ def main(argv=None) -> dict:
               f"{'beats' if beaten else 'does NOT beat'} it in under half the time")  # fmt: skip
     plot(history, f"{dataset}: {recipe}", args.out / "training.png")
 
-    matches = sum(ok for _, ok in checked.values())
-    summary = f"{matches}/{len(checked)}"
-    print(f"\nReference values reproduced: {summary}")
     metrics = {
         "test_accuracy": accuracy,
         "dataset": dataset,
@@ -363,9 +358,7 @@ def main(argv=None) -> dict:
         "train_seconds": train_seconds,
         "wall_seconds": wall_seconds,
         "baseline_accuracy": baseline,
-        "reference_values": summary,
-        "all_match": matches == len(checked),
-        "values": {label: value for label, (value, _) in checked.items()},
+        **references.metrics(),
     }
     write_metrics(args.out, metrics, headline="test_accuracy")
     return metrics

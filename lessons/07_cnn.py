@@ -43,7 +43,7 @@ from common.device import (
     synchronize,
     to_device,
 )
-from common.report import save_figure, write_metrics
+from common.report import ReferenceValues, save_figure, write_metrics
 
 LESSON = Path(__file__).stem
 QUICK_TRAIN, QUICK_TEST = 512, 256  # images used by --quick
@@ -52,7 +52,7 @@ DATASETS = {"fashion": "FashionMNIST", "mnist": "MNIST"}
 NOTES = {"FashionMNIST": (0.740, 283), "MNIST": (0.987, 238)}
 
 # Reference values from CURRICULUM.md §07: label -> (value, matches?)
-checked: dict[str, object] = {}
+references = ReferenceValues()
 
 
 def check(label: str, value, expected):
@@ -62,9 +62,7 @@ def check(label: str, value, expected):
     if isinstance(value, torch.Size):
         value = list(value)
     ok = value == expected
-    print(f"  {label}: {value}   (reference {expected}) {'ok' if ok else 'MISMATCH'}")
-    checked[label] = (value, ok)
-    return value
+    return references.check(label, value, expected, ok)
 
 
 # %% 1. The output size of a convolution
@@ -249,7 +247,7 @@ def main(argv=None) -> dict:
         __doc__, argv, name=LESSON, configure=configure, epochs=4, batch_size=128, seed=0
     )
     started = time.perf_counter()
-    checked.clear()
+    references.clear()
     output_size_formula()
     convolutions()
     pooling()
@@ -314,9 +312,6 @@ def main(argv=None) -> dict:
               f"{'beats' if beaten else 'does NOT beat'} it in under half the time")  # fmt: skip
     plot(history, f"CNN on {name}", args.out / "training.png")
 
-    matches = sum(ok for _, ok in checked.values())
-    summary = f"{matches}/{len(checked)}"
-    print(f"\nReference values reproduced: {summary}")
     metrics = {
         "test_accuracy": accuracy,
         "dataset": name,
@@ -325,9 +320,7 @@ def main(argv=None) -> dict:
         **history,
         "train_seconds": sum(history["epoch_seconds"]),
         "wall_seconds": wall_seconds,
-        "reference_values": summary,
-        "all_match": matches == len(checked),
-        "values": {label: value for label, (value, _) in checked.items()},
+        **references.metrics(),
     }
     write_metrics(args.out, metrics, headline="test_accuracy")
     return metrics

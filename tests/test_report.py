@@ -75,3 +75,19 @@ def test_metrics_record_a_stand_in(tmp_path, monkeypatch, capsys):
     saved = json.loads((tmp_path / "fake" / "metrics.json").read_text())
     assert saved["data"] == "stand-in" and saved["stand_ins"] == ["MNIST"]
     assert capsys.readouterr().out.count("NOTICE") == 1
+
+
+def test_reference_values_count_matches_and_mismatches(capsys):
+    from common.report import ReferenceValues
+
+    references = ReferenceValues()
+    assert references.check("cat", [2, 6, 3], [2, 6, 3]) == [2, 6, 3]
+    references.check("stride", (3, 1), (1, 3))
+    references.check("mean", 0.13071, 0.1307, ok=abs(0.13071 - 0.1307) < 1e-4)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("ok") and lines[1].endswith("MISMATCH") and lines[2].endswith("ok")
+    metrics = references.metrics()
+    assert metrics["reference_values"] == "2/3" and not metrics["all_match"]
+    assert metrics["values"] == {"cat": [2, 6, 3], "stride": (3, 1), "mean": 0.13071}
+    references.clear()
+    assert references.metrics()["reference_values"] == "0/0"

@@ -144,3 +144,38 @@ def progress(iterable: Iterable, desc: str = "", total: int | None = None, **kwa
     """A tqdm progress bar on a terminal; silent when output goes to a file or a pipe."""
     quiet = not sys.stderr.isatty() and "ipykernel" not in sys.modules
     return tqdm(iterable, desc=desc, total=total, disable=quiet, leave=False, **kwargs)
+
+
+class ReferenceValues:
+    """The reference values (from CURRICULUM.md) a lesson reproduces, printed and counted.
+
+        references = ReferenceValues()
+        references.check("squeeze([1, 2, 3])", list(t.squeeze().shape), [2, 3])
+        metrics = references.metrics()   # {"reference_values": "1/1", "all_match": True, ...}
+
+    `ok` overrides the plain `value == expected` comparison (for tolerances, say).
+    """
+
+    def __init__(self):
+        self.results: dict[str, tuple] = {}
+
+    def clear(self) -> None:
+        self.results.clear()
+
+    def check(self, label: str, value, expected, ok: bool | None = None):
+        if ok is None:
+            ok = value == expected
+        print(f"  {label}: {value}   (reference {expected}) {'ok' if ok else 'MISMATCH'}")
+        self.results[label] = (value, bool(ok))
+        return value
+
+    def metrics(self) -> dict:
+        """What metrics.json records: 'matched/total', whether all match, and every value."""
+        matches = sum(ok for _, ok in self.results.values())
+        summary = f"{matches}/{len(self.results)}"
+        print(f"\nReference values reproduced: {summary}")
+        return {
+            "reference_values": summary,
+            "all_match": matches == len(self.results),
+            "values": {label: value for label, (value, _) in self.results.items()},
+        }
