@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -39,6 +40,26 @@ def run_lesson_main(stem: str, tmp_path: Path, *flags: str) -> dict:
     """Run a lesson's `main` in-process on the CPU, writing into `tmp_path`."""
     module = load_lesson(stem)
     return module.main(["--device", "cpu", "--out", str(tmp_path / stem), *flags])
+
+
+def run_lesson_cli(stem: str, *flags: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run `python lessons/<stem>.py --device cpu FLAGS` as a student would (offline)."""
+    return subprocess.run(
+        [sys.executable, str(LESSONS_DIR / f"{stem}.py"), "--device", "cpu", *flags],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "LESSONS_OFFLINE": "1"},
+    )
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    """The single `error: ...` line bad input must give: exit status 1, no traceback."""
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
 
 
 @pytest.fixture(autouse=True)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
-from conftest import REPO_ROOT, load_lesson, run_lesson_main
+from conftest import load_lesson, one_line_error, run_lesson_cli, run_lesson_main
 
 from common.data import DataError
 
@@ -76,22 +74,5 @@ def test_a_malformed_file_is_a_data_error_naming_it(tmp_path, monkeypatch, relat
 
 def test_a_malformed_file_on_the_command_line_is_one_line(tmp_path):
     root = _root_with(tmp_path, WINE, b"a;b\n1;2\n")
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO_ROOT / "lessons" / f"{STEM}.py"),
-            "--device",
-            "cpu",
-            "--out",
-            str(tmp_path / "out"),
-            "--data-dir",
-            str(root),
-            "--no-download",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 1
-    assert result.stderr.startswith("error: ") and "winequality-white.csv" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    result = run_lesson_cli(STEM, "--out", str(tmp_path / "out"), "--data-dir", str(root))
+    assert "winequality-white.csv" in one_line_error(result)

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import gzip
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
-from conftest import REPO_ROOT, load_lesson, run_lesson_main
+from conftest import load_lesson, one_line_error, run_lesson_cli, run_lesson_main
 
 from common.data import DataError
 
@@ -83,23 +81,5 @@ def test_a_malformed_diabetes_file_is_a_data_error_naming_it(lesson, tmp_path, c
 
 def test_a_malformed_file_on_the_command_line_is_one_line(tmp_path):
     root = _root_with_diabetes(tmp_path, gzip.compress(b"1,2\n"))
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO_ROOT / "lessons" / f"{STEM}.py"),
-            "--quick",
-            "--device",
-            "cpu",
-            "--out",
-            str(tmp_path / "out"),
-            "--data-dir",
-            str(root),
-            "--no-download",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 1
-    assert result.stderr.startswith("error: ") and "diabetes.csv.gz" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    flags = ["--quick", "--out", str(tmp_path / "out"), "--data-dir", str(root)]
+    assert "diabetes.csv.gz" in one_line_error(run_lesson_cli(STEM, *flags))

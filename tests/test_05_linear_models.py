@@ -7,8 +7,6 @@ import gzip
 import io
 import itertools
 import math
-import os
-import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,7 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import REPO_ROOT, load_lesson, run_lesson_main
+from conftest import load_lesson, one_line_error, run_lesson_cli, run_lesson_main
 
 from common.data import DataError, DataUnavailable
 
@@ -192,16 +190,15 @@ def test_a_bad_table_stops_main_rather_than_falling_back(lesson, tmp_path):
 
 def test_the_command_line_prints_one_error_line(lesson, tmp_path):
     path = write_table(tmp_path / "data", good_csv(lesson).encode())  # not gzipped
-    result = subprocess.run(
-        [sys.executable, "lessons/05_linear_models.py", "--quick", "--device", "cpu",
-         "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "out")],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
-        env={**os.environ, "LESSONS_OFFLINE": "1"},
-    )  # fmt: skip
-    assert result.returncode == 1
-    assert result.stderr.count("\n") == 1, result.stderr
-    assert result.stderr.startswith(f"error: {path}: expected a gzip-compressed CSV")
-    assert "Traceback" not in result.stderr
+    result = run_lesson_cli(
+        "05_linear_models",
+        "--quick",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--out",
+        str(tmp_path / "out"),
+    )
+    assert one_line_error(result).startswith(f"error: {path}: expected a gzip-compressed CSV")
 
 
 # --------------------------------------------------------------------------- real data

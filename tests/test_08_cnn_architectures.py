@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 import torch
-from conftest import REPO_ROOT, load_lesson, run_lesson_main
+from conftest import load_lesson, one_line_error, run_lesson_cli, run_lesson_main
 from PIL import Image
 
 from common.data import DataError
@@ -86,25 +83,8 @@ def test_a_missing_image_folder_is_a_data_error(tmp_path):
 
 
 def test_a_missing_image_folder_on_the_command_line_is_one_line(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO_ROOT / "lessons" / f"{STEM}.py"),
-            "--quick",
-            "--device",
-            "cpu",
-            "--out",
-            str(tmp_path),
-            "--image-folder",
-            str(tmp_path / "nowhere"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 1
-    assert result.stderr.startswith("error: --image-folder") and "Traceback" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    flags = ["--quick", "--out", str(tmp_path), "--image-folder", str(tmp_path / "nowhere")]
+    assert one_line_error(run_lesson_cli(STEM, *flags)).startswith("error: --image-folder")
 
 
 def test_unknown_model_exits_2(tmp_path):

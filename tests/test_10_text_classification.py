@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
-from conftest import REPO_ROOT, load_lesson, run_lesson_main
+from conftest import load_lesson, one_line_error, run_lesson_cli, run_lesson_main
 
 from common import LessonError, text
 from common.data import DataError, DataUnavailable
@@ -51,16 +47,15 @@ def test_an_unknown_csv_format_is_a_data_error_naming_the_file(lesson, tmp_path,
 
 def test_bad_csv_stops_the_lesson_with_one_line(tmp_path):
     write_csv(tmp_path / "data" / "AG_NEWS" / "test.csv", ["label;title;text", "1;a;b"])
-    result = subprocess.run(
-        [sys.executable, "lessons/10_text_classification.py", "--quick", "--device", "cpu",
-         "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "out")],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
-        env={**os.environ, "LESSONS_OFFLINE": "1"},
-    )  # fmt: skip
-    assert result.returncode == 1
-    assert result.stderr.strip().count("\n") == 0, result.stderr
-    assert result.stderr.startswith("error: ") and "test.csv line 1" in result.stderr
-    assert "Traceback" not in result.stderr
+    result = run_lesson_cli(
+        "10_text_classification",
+        "--quick",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--out",
+        str(tmp_path / "out"),
+    )
+    assert "test.csv line 1" in one_line_error(result)
 
 
 def test_the_stand_in_is_deterministic_four_topic_news(lesson):

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import gzip
-import subprocess
-import sys
 
 import pytest
 import torch
-from conftest import REPO_ROOT, load_lesson, run_lesson_main
+from conftest import load_lesson, one_line_error, run_lesson_cli, run_lesson_main
 
 from common import LessonError
 from common.data import DataError
@@ -65,25 +63,8 @@ def test_bad_names_to_predict_are_refused_before_training(tmp_path, name):
 
 
 def test_bad_name_on_the_command_line_is_one_line(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO_ROOT / "lessons" / f"{STEM}.py"),
-            "--quick",
-            "--device",
-            "cpu",
-            "--out",
-            str(tmp_path),
-            "--predict",
-            "Müller",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 1
-    assert result.stderr.strip().startswith("error: --predict")
-    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    result = run_lesson_cli(STEM, "--quick", "--out", str(tmp_path), "--predict", "Müller")
+    assert one_line_error(result).startswith("error: --predict")
 
 
 def test_malformed_csv_names_the_file(tmp_path):

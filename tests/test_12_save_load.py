@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import pickle
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO_ROOT, load_lesson, run_lesson_main
+from conftest import load_lesson, one_line_error, run_lesson_cli, run_lesson_main
 
 from common import LessonError
 
@@ -177,17 +175,8 @@ def test_corrupt_checkpoint_from_the_command_line_is_one_line(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "checkpoint.pt").write_bytes(b"\x80\x02 corrupted")
-    result = subprocess.run(
-        [sys.executable, "lessons/12_save_load.py", "--quick", "--resume", "--device", "cpu",
-         "--out", str(out)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
-        env={**os.environ, "LESSONS_OFFLINE": "1"},
-    )  # fmt: skip
-    assert result.returncode == 1
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert str(out / "checkpoint.pt") in lines[0]
-    assert "Traceback" not in result.stderr
+    result = run_lesson_cli("12_save_load", "--quick", "--resume", "--out", str(out))
+    assert str(out / "checkpoint.pt") in one_line_error(result)
 
 
 def test_cached_pretrained_weights_are_used(tmp_path, monkeypatch, capsys):
