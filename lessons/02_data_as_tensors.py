@@ -13,7 +13,8 @@ How to run
     python lessons/02_data_as_tensors.py
 The files (from the book *Deep Learning with PyTorch*) are read from `<data root>/dlwpt/p1ch4/`;
 missing ones are downloaded from the book's repository (MD5-checked) when online. Offline, each
-missing file is replaced by a synthetic stand-in of the same shape, announced once.
+missing dataset (the image folder counts as one) is replaced by a synthetic stand-in of the
+same shape, announced once.
 Open the file in VS Code or Jupyter to run it cell by cell (`# %%` marks the cells).
 
 Time: --quick ~3 s, full ~3 s on a 2-core CPU.
@@ -23,6 +24,7 @@ Time: --quick ~3 s, full ~3 s on a 2-core CPU.
 from __future__ import annotations
 
 import csv
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +47,12 @@ FILES = {  # relative path under the data root -> MD5 of the book's file
     "dlwpt/p1ch4/image-cats/cat2.png": "5ae482db8bb195825efd950eb00569b0",
     "dlwpt/p1ch4/image-cats/cat3.png": "c1232c6bc14f44769a18089227e28d8c",
 }
+CATS = [f"dlwpt/p1ch4/image-cats/cat{number}.png" for number in (1, 2, 3)]
+WINE_COLUMNS = [  # the header of winequality-white.csv (the stand-in borrows it)
+    "fixed acidity", "volatile acidity", "citric acid", "residual sugar", "chlorides",
+    "free sulfur dioxide", "total sulfur dioxide", "density", "pH", "sulphates", "alcohol",
+    "quality",
+]  # fmt: skip
 
 # Reference values from CURRICULUM.md (they hold for the real files): label -> (value, matches?)
 references = ReferenceValues()
@@ -61,37 +69,54 @@ def check(label: str, value, expected, real: bool = True):
     return references.check(label, value, expected, ok)
 
 
-def data_file(args, relative: str) -> Path | None:
-    """The real file under the data root (downloaded if need be), or None: use a stand-in."""
+def data_files(args, name: str, *relatives: str) -> list[Path] | None:
+    """The real files under the data root (downloaded if need be), or None: use a stand-in."""
     try:
-        return fetch_file(
-            args.data_dir,
-            relative,
-            url=BOOK_URL + relative.removeprefix("dlwpt/"),
-            md5=FILES[relative],
-            offline=args.offline,
-        )
+        return [
+            fetch_file(
+                args.data_dir,
+                relative,
+                url=BOOK_URL + relative.removeprefix("dlwpt/"),
+                md5=FILES[relative],
+                offline=args.offline,
+            )
+            for relative in relatives
+        ]
     except DataUnavailable as error:
+        missing, reason = str(error).split(" ", 1)  # "<relative path> is not under ..."
+        if len(relatives) > 1:  # a folder: one notice for all of it, naming the missing file
+            reason = f"({Path(missing).name} {reason})"
+        folder = str(Path(relatives[0]).parent).removeprefix("dlwpt/")
         use_stand_in(
-            Path(relative).name,
-            str(error).removeprefix(relative + " "),
-            f"run once online, or copy the book's data/{relative[6:]} under {args.data_dir}/dlwpt/",
+            name,
+            reason,
+            f"run once online, or copy the book's data/{folder}/ under {args.data_dir}/dlwpt/",
         )
         return None
+
+
+def data_file(args, relative: str) -> Path | None:
+    """One real file, or None (a stand-in was announced)."""
+    paths = data_files(args, Path(relative).name, relative)
+    return paths[0] if paths else None
 
 
 def load_table(path: Path, delimiter: str, columns: int, converters=None) -> torch.Tensor:
     """A numeric CSV with one header row, as float32; a malformed file is a one-line error."""
     try:
-        table = np.loadtxt(
-            path, dtype=np.float32, delimiter=delimiter, skiprows=1, converters=converters, ndmin=2
-        )
+        with warnings.catch_warnings():  # an empty file: our error below says it better
+            warnings.simplefilter("ignore", UserWarning)
+            table = np.loadtxt(
+                path, np.float32, delimiter=delimiter, skiprows=1, converters=converters, ndmin=2
+            )
     except (ValueError, IndexError, UnicodeDecodeError) as error:
         raise DataError(
             f"{path}: expected a '{delimiter}'-separated table of {columns} numeric "
             f"columns under a header row ({str(error).splitlines()[0]})"
         ) from None
-    if table.shape[1] != columns or len(table) == 0:
+    if len(table) == 0:
+        raise DataError(f"{path}: expected rows of {columns} numbers under the header, found none")
+    if table.shape[1] != columns:
         raise DataError(f"{path}: expected {columns} columns of numbers, found {table.shape[1]}")
     return torch.from_numpy(table)
 
@@ -104,13 +129,16 @@ def wine(args) -> None:
         g = torch.Generator().manual_seed(0)
         features = torch.rand(4898, 11, generator=g) * 50
         quality = (6 + (25 - features[:, 6]) / 12 + torch.randn(4898, generator=g)).round()
-        table, names = torch.cat([features, quality.clamp(3, 9)[:, None]], 1), None
+        table, names = torch.cat([features, quality.clamp(3, 9)[:, None]], 1), WINE_COLUMNS
     else:
-        with open(path, newline="") as file:  # csv.reader shows the header numpy skipped
-            names = next(csv.reader(file, delimiter=";"))
         table = load_table(path, ";", 12)
+        try:  # csv.reader shows the header row that numpy skipped
+            with open(path, newline="", encoding="utf-8") as file:
+                names = next(csv.reader(file, delimiter=";"))
+        except (UnicodeDecodeError, csv.Error) as error:
+            raise DataError(f"{path}: expected a header row of column names ({error})") from None
     real = path is not None
-    print(f"  columns: {names}" if names else "  (stand-in columns)")
+    print(f"  columns: {names}")
     features, target = table[:, :-1], table[:, -1].long()  # quality is the last column
     check("features shape", features.shape, [4898, 11], real)
     check("target shape", target.shape, [4898], real)
@@ -130,9 +158,12 @@ def wine(args) -> None:
         f"  wines per group: bad {bad.sum().item()}, mid {mid.sum().item()}, "
         f"good {good.sum().item()}"
     )
-    sulfur = 6  # column 6: total sulfur dioxide
-    for group, mask in [("bad", bad), ("mid", mid), ("good", good)]:
-        print(f"  {group:>4} mean total sulfur dioxide: {features[mask, sulfur].mean().item():.2f}")
+    # The mean of every feature within each group: which features move with quality?
+    group_means = torch.stack([features[mask].mean(dim=0) for mask in (bad, mid, good)])
+    print(f"  {'feature means per group':<24}{'bad':>9}{'mid':>9}{'good':>9}")
+    for name, means in zip(names, group_means.T):
+        print(f"    {name:<22}" + "".join(f"{m:9.2f}" for m in means.tolist()))
+    sulfur = 6  # column 6, total sulfur dioxide: it falls as quality rises
     # A one-feature rule: less sulfur than the mid group's mean => "good" (quality > 5)
     predicted = features[:, sulfur] < features[mid, sulfur].mean()
     actual = target > 5
@@ -223,22 +254,25 @@ def jane_austen(args) -> None:
 
 
 # %% 4. Images: a folder of PNGs -> one batch
-def cats(args) -> None:
-    from PIL import Image
+def read_image(path: Path) -> torch.Tensor:
+    """An image file as an H x W x C uint8 tensor (Pillow decodes, NumPy hands over the pixels)."""
+    from PIL import Image  # imported here: only this section needs it
 
+    try:
+        with Image.open(path) as image:
+            return torch.from_numpy(np.array(image.convert("RGB")))
+    except OSError as error:
+        raise DataError(f"{path}: expected a PNG image ({error})") from None
+
+
+def cats(args) -> list[int]:
     print("\n# 4. Images: image-cats/*.png")
-    images = []
-    for number in (1, 2, 3):
-        path = data_file(args, f"dlwpt/p1ch4/image-cats/cat{number}.png")
-        if path is None:
-            g = torch.Generator().manual_seed(number)
-            images.append(torch.randint(0, 256, (256, 256, 3), dtype=torch.uint8, generator=g))
-            continue
-        try:
-            with Image.open(path) as image:
-                images.append(torch.from_numpy(np.array(image.convert("RGB"))))  # H x W x C
-        except OSError as error:
-            raise DataError(f"{path}: expected a PNG image ({error})") from None
+    paths = data_files(args, "image-cats folder", *CATS)
+    if paths is None:  # stand-in: three 256 x 256 RGB noise images
+        g = torch.Generator().manual_seed(3)
+        images = list(torch.randint(0, 256, (3, 256, 256, 3), dtype=torch.uint8, generator=g))
+    else:  # every PNG in the folder, in name order
+        images = [read_image(path) for path in sorted(paths[0].parent.glob("*.png"))]
     print(f"  one image as read: H x W x C = {list(images[0].shape)}, {images[0].dtype}")
     # PyTorch wants C x H x W; permute only changes strides, no pixels move
     batch = torch.stack([image.permute(2, 0, 1) for image in images])
@@ -248,8 +282,10 @@ def cats(args) -> None:
     normalized = (batch - mean) / std  # each channel: mean 0, std 1
     print(
         f"  channel means {mean.flatten().numpy().round(3)} -> after normalizing "
-        f"{normalized.mean(dim=(0, 2, 3)).numpy().round(3)}"
+        f"{normalized.mean(dim=(0, 2, 3)).numpy().round(3)}, std "
+        f"{normalized.std(dim=(0, 2, 3)).numpy().round(3)}"
     )
+    return list(batch.shape)
 
 
 # %% Main
@@ -259,9 +295,10 @@ def main(argv=None) -> dict:
     wine(args)
     bikes(args)
     jane_austen(args)
-    cats(args)
+    image_batch = cats(args)
     metrics = {
         **references.metrics(),
+        "image_batch_shape": image_batch,
     }
     write_metrics(args.out, metrics, headline="reference_values")
     return metrics

@@ -133,7 +133,7 @@ def write_image_folder(dataset, folder: Path, count: int = 12) -> Path:
     return folder
 
 
-def custom_image_dataset(args, fashion_train) -> None:
+def custom_image_dataset(args, fashion_train) -> dict:
     print("\n# 2. A custom Dataset over annotations.csv + a folder of images")
     folder = write_image_folder(fashion_train, args.out / "my_images")
     v2 = transforms()
@@ -152,6 +152,7 @@ def custom_image_dataset(args, fashion_train) -> None:
     )
     same = torch.allclose(image, fashion_train[0][0], atol=1 / 255)
     print(f"  read back equals the original sample (to 8-bit precision): {same}")
+    return {"custom_dataset_size": len(dataset), "custom_read_back_matches": same}
 
 
 # %% 3. Your own Dataset over a gzipped CSV table: the diabetes data
@@ -234,6 +235,8 @@ def transform_demos(args) -> None:
     print("\n# 5. Transforms")
     array = np.random.default_rng(0).random((3, 4, 6), dtype=np.float32)  # H x W x C
     check("ToTensor of a (3, 4, 6) array", ToTensor()(array).shape, [6, 3, 4])
+    # v2 splits ToTensor in two: ToImage (H x W x C -> C x H x W) and ToDtype (scale=True: /255)
+    print(f"  v2.ToImage of the same array: {list(v2.ToImage()(array).shape)}")
     pixels = np.array([[0, 128, 255]], dtype=np.uint8)[..., None]
     print(f"  ToTensor scales uint8 to [0, 1]: {ToTensor()(pixels).flatten().tolist()}")
 
@@ -254,6 +257,14 @@ def transform_demos(args) -> None:
         )
         mean, std = scaled.mean().item(), scaled.std().item()
         print(f"  stand-in MNIST mean {mean:.4f}, std {std:.4f} (the real data: 0.1307 / 0.3081)")
+    normalize = v2.Compose(
+        [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize((mean,), (std,))]
+    )
+    sample = torch.stack([normalize(mnist[i][0]) for i in range(256)])
+    print(
+        f"  Normalize with them: 256 images now have mean {sample.mean().item():.2f}, "
+        f"std {sample.std().item():.2f}"
+    )
     pipeline = v2.Compose(
         [
             v2.ToImage(),
@@ -270,14 +281,23 @@ def transform_demos(args) -> None:
 
 
 # %% 6. Combining and splitting datasets
-def combine_and_split(fashion_train, fashion_test) -> None:
+def combine_and_split(fashion_train, fashion_test) -> dict:
     print("\n# 6. ConcatDataset and random_split")
-    everything = ConcatDataset([fashion_train, fashion_test])  # same as fashion_train + test
-    print(f"  train + test = {len(everything)} images")
+    everything = ConcatDataset([fashion_train, fashion_test])
+    also = fashion_train + fashion_test  # `+` on two datasets builds the same ConcatDataset
+    print(f"  ConcatDataset([train, test]) = {len(everything)} images; train + test: {len(also)}")
+    # indices run on from one dataset into the next: item 60000 is the first test image
+    same = torch.equal(everything[len(fashion_train)][0], fashion_test[0][0])
+    print(f"  item {len(fashion_train)} of the concatenation is test item 0: {same}")
     train, validation = random_split(
         fashion_train, [0.9, 0.1], generator=torch.Generator().manual_seed(0)
     )
     print(f"  training set split 90/10: {len(train)} for training, {len(validation)} validation")
+    return {
+        "concat_size": len(also),
+        "concat_continues_into_test": same,
+        "split_sizes": [len(train), len(validation)],
+    }
 
 
 # %% Main
@@ -285,14 +305,16 @@ def main(argv=None) -> dict:
     args = lesson_args(__doc__, argv, name=LESSON)
     references.clear()
     fashion_train, fashion_test = fashion_mnist(args)
-    custom_image_dataset(args, fashion_train)
+    custom = custom_image_dataset(args, fashion_train)
     table = diabetes(args)
     loaders(args, fashion_train, table)
     transform_demos(args)
-    combine_and_split(fashion_train, fashion_test)
+    combined = combine_and_split(fashion_train, fashion_test)
     metrics = {
         **references.metrics(),
         "diabetes_rows": len(table),
+        **custom,
+        **combined,
     }
     write_metrics(args.out, metrics, headline="reference_values")
     return metrics
