@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from common.cli import lesson_args
-from common.report import save_figure, write_metrics
+from common.report import ReferenceValues, save_figure, write_metrics
 
 LESSON = Path(__file__).stem
 
@@ -36,6 +36,9 @@ LESSON = Path(__file__).stem
 IDX2CHAR = ["e", "h", "l", "o"]  # a 4-letter alphabet
 CHAR2IDX = {c: i for i, c in enumerate(IDX2CHAR)}
 SOURCE, TARGET = "hello", "ohlol"
+
+# Reference values from CURRICULUM.md that this lesson reproduces, printed beside the value found
+references = ReferenceValues()
 
 
 def encode(text: str) -> torch.Tensor:
@@ -57,13 +60,15 @@ def shapes() -> dict:
     for t, x_t in enumerate(sequence):  # we write the loop over time ourselves
         hidden = cell(x_t, hidden)  # input [1, 4] -> new hidden [1, 2]
         print(f"  RNNCell step {t}: input {list(x_t.shape)} -> hidden {list(hidden.shape)}")
-    cell_hidden = list(hidden.shape)
+    cell_hidden = references.check("RNNCell hidden per step", list(hidden.shape), [1, 2])
 
     rnn = nn.RNN(input_size, hidden_size)  # nn.RNN runs the loop over time inside
     output, h_n = rnn(sequence, torch.zeros(1, batch, hidden_size))
     # output: the hidden state of the last layer at EVERY step; h_n: every layer's LAST state
     print(f"  nn.RNN: output {list(output.shape)} (seq, batch, hidden),")
     print(f"          hidden {list(h_n.shape)} (num_layers, batch, hidden)")
+    references.check("nn.RNN output (seq, batch, hidden)", list(output.shape), [3, 1, 2])
+    references.check("nn.RNN hidden (layers, batch, hidden)", list(h_n.shape), [1, 1, 2])
 
     first = nn.RNN(input_size, hidden_size, batch_first=True)  # (batch, seq, features) instead
     out_bf, h_bf = first(sequence.transpose(0, 1))
@@ -251,6 +256,7 @@ def plot_losses(histories: dict, out: Path) -> None:
 # %% Run the lesson
 def main(argv=None) -> dict:
     args = lesson_args(__doc__, argv, name=LESSON, epochs=15, batch_size=1)
+    references.clear()  # main() may run twice in one process (tests)
     # --quick trains the same three models: each is 15 tiny steps, already seconds.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # these models are tiny: more CPU threads only add overhead
@@ -277,9 +283,9 @@ def main(argv=None) -> dict:
     histories = {"RNNCell": cell_history, "nn.RNN": rnn_history, "Embedding + RNN": emb_history}
     plot_losses(histories, args.out)
     predictions = {"rnncell": cell_pred, "rnn": rnn_pred, "embedding": emb_pred}
-    print(
-        "\nFinal predictions for 'hello': " + ", ".join(f"{k}={v}" for k, v in predictions.items())
-    )
+    print("\nFinal predictions for 'hello':")
+    for name, predicted in predictions.items():
+        references.check(f"{name} prediction", predicted, TARGET)
     metrics |= {
         "all_ohlol": all(p == TARGET for p in predictions.values()),
         "predictions": predictions,
@@ -287,6 +293,7 @@ def main(argv=None) -> dict:
         "rnn_loss_history": rnn_history,
         "embedding_loss_history": emb_history,
         "data": "toy string hello -> ohlol",
+        **references.metrics(),
     }
     write_metrics(args.out, metrics, headline="all_ohlol")
     return metrics

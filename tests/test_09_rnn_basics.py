@@ -64,6 +64,14 @@ def test_variants_are_robust_to_the_seed(tmp_path):
     assert metrics["all_ohlol"] is True
 
 
+def test_every_reference_value_is_printed_and_matches(quick_run):
+    metrics, text, _ = quick_run
+    assert metrics["reference_values"] == "6/6" and metrics["all_match"] is True
+    assert metrics["values"]["nn.RNN output (seq, batch, hidden)"] == [3, 1, 2]
+    assert "MISMATCH" not in text
+    assert text.count("(reference ohlol) ok") == 3
+
+
 def test_gru_lstm_shapes(quick_run):
     metrics, _, _ = quick_run
     # 2 layers x 2 directions = 4 stacked states; outputs concatenate both directions

@@ -78,6 +78,24 @@ def test_malformed_csv_names_the_file(tmp_path):
         run_lesson_main(STEM, tmp_path, "--quick", "--data-dir", str(root), "--no-download")
 
 
+def test_a_names_file_that_is_not_gzip_names_the_file(tmp_path):
+    root = tmp_path / "data"
+    (root / "liuer").mkdir(parents=True)
+    (root / "liuer" / "names_train.csv.gz").write_text("name,language\nKim,Korean\n")
+    with gzip.open(root / "liuer" / "names_test.csv.gz", "wt") as file:
+        file.write('"Kim","Korean"\n')
+    with pytest.raises(DataError, match=r"names_train\.csv\.gz"):
+        run_lesson_main(STEM, tmp_path, "--quick", "--data-dir", str(root), "--no-download")
+
+
+@pytest.mark.parametrize("flags", [["--names-format", "xml"], ["--lr", "0"]])
+def test_bad_flags_are_argparse_errors(lesson, flags, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        lesson.main(["--quick", "--device", "cpu", *flags])
+    assert exit_info.value.code == 2
+    assert flags[0] in capsys.readouterr().err
+
+
 @pytest.mark.real_data
 def test_real_names_briefly_trained_beat_chance(real_data_dir, tmp_path):
     metrics = run_lesson_main(STEM, tmp_path, "--epochs", "2", "--data-dir", str(real_data_dir))
