@@ -87,6 +87,38 @@ def test_a_missing_image_folder_on_the_command_line_is_one_line(tmp_path):
     assert one_line_error(run_lesson_cli(STEM, *flags)).startswith("error: --image-folder")
 
 
+def test_an_unreadable_image_is_a_one_line_error_naming_it(tmp_path):
+    folder = _tiny_image_folder(tmp_path / "pets")
+    (folder / "train" / "cat" / "broken.jpg").write_bytes(b"not a jpeg")
+    flags = ["--quick", "--out", str(tmp_path), "--image-folder", str(folder)]
+    line = one_line_error(run_lesson_cli(STEM, *flags))
+    assert "cannot read" in line and "broken.jpg" in line
+
+
+def test_quick_run_prints_the_reference_values(tmp_path, capsys):
+    metrics = run_lesson_main(STEM, tmp_path, "--quick", "--model", "resnet")
+    values = metrics["values"]
+    assert values["InceptionA channels (16+24+24+24)"] == 88
+    assert values["Inception net fc inputs (88x4x4)"] == 1408
+    assert values["residual net fc inputs (32x4x4)"] == 512
+    assert values["Net fc1 inputs (16x5x5)"] == 400
+    assert values["ResNetBlock(64, 128, stride 2) on 2x64x32x32"] == [2, 128, 16, 16]
+    assert metrics["all_match"] is True and metrics["train_vs_eval_differ"] is True
+    assert metrics["parameters"] == {"cifar_net": 62006, "inception": 97298, "resnet": 41514}
+    assert (
+        len(metrics["loss_history"]) == 2
+        and metrics["loss_history"][1] < metrics["loss_history"][0]
+    )
+    assert len(metrics["epoch_seconds"]) == 2
+    assert "InceptionA channels (16+24+24+24): 88" in capsys.readouterr().out
+
+
+def test_help_shows_each_models_default_epochs():
+    result = run_lesson_cli(STEM, "--help")
+    assert result.returncode == 0
+    assert "cifar_net 12, inception 3, resnet 3" in " ".join(result.stdout.split())
+
+
 def test_unknown_model_exits_2(tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         run_lesson_main(STEM, tmp_path, "--model", "vgg")
