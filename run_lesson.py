@@ -31,7 +31,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO_ROOT / "lessons"))
 
-from common.cli import (  # noqa: E402  (lessons/ must be on the path first)
+from common.settings import (  # noqa: E402  (lessons/ must be on the path first)
     OneLineErrorParser,
     non_negative_int,
     positive_float,
@@ -200,6 +200,51 @@ def run_one(
     if headline is None:
         return Result(lesson, "failed", seconds, notes=["did not run: no metrics.json written"])
     return Result(lesson, "ok", seconds, headline)
+
+
+# --------------------------------------------------------------------------- notebooks
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+GUARD = 'if __name__ == "__main__":'
+
+
+def lesson_notebook(path: Path):
+    """The lesson as a notebook: jupytext reads its `# %%` cells; the docstring becomes the title.
+
+    (A bare docstring left as a code cell would only echo itself as the cell's output.)
+    """
+    import jupytext
+    from nbformat.v4 import new_markdown_cell
+
+    notebook = jupytext.read(path)
+    first = notebook.cells[0] if notebook.cells else None
+    if first is not None and first.cell_type == "code":
+        try:
+            body = ast.parse(first.source).body
+        except SyntaxError:
+            body = []
+        if len(body) == 1 and isinstance(getattr(body[0], "value", None), ast.Constant):
+            title, _, rest = str(body[0].value.value).strip().partition("\n")
+            text = f"# {title}\n\n```text\n{rest.strip()}\n```" if rest.strip() else f"# {title}"
+            notebook.cells[0] = new_markdown_cell(text)
+    return notebook
+
+
+def execute_notebook(notebook, cwd: Path, env: dict, timeout: float | None = None):
+    """Run every cell in a fresh Python kernel started in `cwd` with `env`; figures inline.
+
+    Raises nbclient's `CellExecutionError` at the first cell that fails.
+    """
+    from nbclient import NotebookClient
+
+    env = {**env, "MPLBACKEND": INLINE_BACKEND}  # an inherited Agg would hide every figure
+    client = NotebookClient(
+        notebook,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(cwd)}},
+    )
+    client.execute(cwd=str(cwd), env=env)
+    return notebook
 
 
 def summary_rows(results: list[Result]) -> list[tuple[str, ...]]:

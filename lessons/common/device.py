@@ -11,7 +11,6 @@ available raises `DeviceError` naming what is. `LESSONS_DEVICE` sets the default
 
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
 import random
@@ -20,9 +19,7 @@ import numpy as np
 import torch
 
 from common import LessonError
-from common.cli import DEVICE_CHOICES
-
-DEVICE_ENV = "LESSONS_DEVICE"
+from common.settings import DEVICE_CHOICES, DEVICE_ENV
 
 
 class DeviceError(LessonError, ValueError):
@@ -106,57 +103,3 @@ def describe(device: torch.device) -> str:
     else:
         where = str(device)
     return f"device {where} | torch {torch.__version__} | python {platform.python_version()}"
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for queued accelerator work, so wall-clock timings measure the work itself."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
-
-
-def to_device(batch, device: torch.device):
-    """Move a tensor, or a tuple/list/dict of tensors, to `device`.
-
-    `non_blocking=True` lets a copy from pinned CPU memory overlap with GPU work; on the CPU
-    (or from unpinned memory) it is simply a normal copy.
-    """
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=device.type == "cuda")
-    if isinstance(batch, dict):
-        return {key: to_device(value, device) for key, value in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(value, device) for value in batch)
-    return batch
-
-
-def loader_options(device: torch.device, workers: int = 2) -> dict:
-    """DataLoader keyword arguments that help on an accelerator and cost nothing on the CPU.
-
-    Pinned (page-locked) host memory makes host-to-GPU copies faster and lets them run
-    asynchronously; worker processes decode batches while the GPU trains. On a CPU the
-    training itself needs the cores, so batches are prepared in the main process.
-    """
-    if device.type == "cuda":
-        return {"num_workers": workers, "pin_memory": True, "persistent_workers": workers > 0}
-    return {"num_workers": 0}
-
-
-def mixed_precision(device: torch.device):
-    """A context that runs the forward pass in float16 on CUDA (autocast); a no-op elsewhere.
-
-    On a CPU, bfloat16 autocast is usually slower for these small models, so it is left off.
-    """
-    if device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.float16)
-    return contextlib.nullcontext()
-
-
-def gradient_scaler(device: torch.device):
-    """A GradScaler for float16 training on CUDA; disabled (a pass-through) elsewhere."""
-    enabled = device.type == "cuda"
-    amp_scaler = getattr(torch.amp, "GradScaler", None)  # torch.amp.GradScaler: torch >= 2.3
-    if amp_scaler is not None:
-        return amp_scaler("cuda", enabled=enabled)
-    return torch.cuda.amp.GradScaler(enabled=enabled)

@@ -1,0 +1,96 @@
+"""Names and small tools every other `common` module and the runner share; imports nothing heavy.
+
+The environment variables the course reads, the repository's folders, the argparse types the
+lessons and the runner validate flags with, and `atomic_path` for writes that never leave half a
+file behind. This is the leaf of `common`: it imports no other `common` module (and no torch),
+so `run_lesson.py --list` starts instantly and no import cycle can form.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DATA_README = "data/README.md"
+
+DATA_DIR_ENV = "LESSONS_DATA_DIR"  # the data root
+OUT_ROOT_ENV = "LESSONS_OUT_ROOT"  # where outputs/<lesson>/ folders go (default <repo>/outputs)
+OFFLINE_ENV = "LESSONS_OFFLINE"  # 1: never download
+DEVICE_ENV = "LESSONS_DEVICE"  # the default --device
+QUICK_ENV = "LESSONS_QUICK"  # 1: --quick, also where there is no command line (a notebook)
+THREADS_ENV = "LESSONS_THREADS"  # the default --threads
+REQUIRE_REAL_ENV = "LESSONS_REQUIRE_REAL_DATA"  # 1: a missing dataset is an error, no stand-in
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N, mps"
+
+
+def env_flag(name: str) -> bool:
+    """True when the environment variable `name` is 1, true or yes."""
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
+
+
+def outputs_root() -> Path:
+    """`$LESSONS_OUT_ROOT`, else `<repo>/outputs`."""
+    env = os.environ.get(OUT_ROOT_ENV, "").strip()
+    return Path(env).expanduser() if env else REPO_ROOT / "outputs"
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (`prog: error: ...`), exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _number(text: str, kind: type, what: str):
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = _number(text, int, "a whole number")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    value = _number(text, int, "a whole number")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (learning rates, weight decay, timeouts)."""
+    value = _number(text, float, "a number")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success move it onto `path` in one step.
+
+    On any error the temporary file is removed and `path` keeps its previous content.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    temp_path = Path(temp_name)
+    try:
+        yield temp_path
+        os.replace(temp_path, path)
+    except BaseException:
+        temp_path.unlink(missing_ok=True)
+        raise
