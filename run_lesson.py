@@ -182,6 +182,8 @@ def run_one(
     out_dir = out_root / lesson.name
     command = [sys.executable, str(lesson.path), *passthrough, "--out", str(out_dir)]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # Figures are saved, not shown: a plot window would stop the course until someone closes it.
+    env.setdefault("MPLBACKEND", "Agg")
     started = time.time()
     # A session of its own, so a timeout can stop the lesson's DataLoader workers as well.
     process = subprocess.Popen(command, env=env, start_new_session=(os.name == "posix"))

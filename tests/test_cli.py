@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from common import LessonError
-from common.cli import REPO_ROOT, _print_error_and_exit, default_data_dir, lesson_args
+from common.cli import _print_error_and_exit, default_data_dir, lesson_args
+from common.settings import REPO_ROOT
 
 DOC = """Demo: a lesson used by the tests.
 
@@ -81,6 +82,8 @@ def test_lesson_specific_flags(monkeypatch, tmp_path):
         (["--epochs", "two"], "argument --epochs: expected a whole number, got 'two'"),
         (["--batch-size", "-4"], "argument --batch-size: must be at least 1, got -4"),
         (["--seed", "-1"], "argument --seed: must be 0 or more, got -1"),
+        (["--seed", "x"], "argument --seed: expected a whole number, got 'x'"),
+        (["--threads", "0"], "argument --threads: must be at least 1, got 0"),
         (["--device", "cuda:7"], "argument --device: device 'cuda:7' is not available"),
         (["--device", "toaster"], "'toaster' is not a device name"),
         (["--data-dir", "/no/such/folder"], "--data-dir: /no/such/folder is not a folder"),
@@ -132,7 +135,38 @@ def test_inside_jupyter_the_kernel_arguments_are_ignored(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "ipykernel", sys.modules[__name__])
     monkeypatch.setattr(sys, "argv", ["ipykernel_launcher.py", "-f", "/tmp/kernel.json"])
     monkeypatch.setenv("LESSONS_DATA_DIR", str(tmp_path))
-    monkeypatch.setattr("common.report.OUTPUTS_ROOT", tmp_path / "outputs")
+    monkeypatch.setenv("LESSONS_OUT_ROOT", str(tmp_path / "outputs"))
     args = lesson_args(DOC, None, name="99_demo")
     assert args.quick is False
     assert args.out == tmp_path / "outputs" / "99_demo"
+
+
+def test_lessons_quick_gives_a_quick_run_without_a_command_line(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "ipykernel", sys.modules[__name__])
+    monkeypatch.setenv("LESSONS_QUICK", "1")
+    monkeypatch.setenv("LESSONS_DEVICE", "cpu")
+    monkeypatch.setenv("LESSONS_OUT_ROOT", str(tmp_path))
+    args = lesson_args(DOC, None, name="99_demo")
+    assert args.quick is True and args.device == torch.device("cpu")
+
+
+def test_threads_come_from_the_flag_the_environment_or_the_lesson(monkeypatch, tmp_path):
+    before = torch.get_num_threads()
+    try:
+        assert parse([], monkeypatch, tmp_path, threads=1).threads == 1
+        assert torch.get_num_threads() == 1
+        monkeypatch.setenv("LESSONS_THREADS", "2")
+        assert parse([], monkeypatch, tmp_path, threads=1).threads == 2
+        assert parse(["--threads", "1"], monkeypatch, tmp_path).threads == 1
+        monkeypatch.delenv("LESSONS_THREADS")
+        assert parse([], monkeypatch, tmp_path).threads is None  # torch's own default
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_bad_threads_in_the_environment_is_one_line(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("LESSONS_THREADS", "many")
+    with pytest.raises(SystemExit) as exit_info:
+        parse([], monkeypatch, tmp_path)
+    assert exit_info.value.code == 2
+    assert "$LESSONS_THREADS: expected a whole number, got 'many'" in capsys.readouterr().err

@@ -20,11 +20,10 @@ from common.data import (
     DataError,
     DataUnavailable,
     StandInImages,
+    data_file,
     fetch_file,
-    is_stand_in,
     network_reachable,
     open_text,
-    quick_subset,
     vision_dataset,
 )
 
@@ -40,7 +39,7 @@ def test_offline_empty_root_gives_an_announced_stand_in(tmp_path, capsys, monkey
     monkeypatch.delenv("LESSONS_REQUIRE_REAL_DATA", raising=False)
     train = vision_dataset("FashionMNIST", offline_args(tmp_path), train=True, transform=TO_TENSOR)
     test = vision_dataset("FashionMNIST", offline_args(tmp_path), train=False)
-    assert is_stand_in(train) and is_stand_in(test)
+    assert isinstance(train, StandInImages) and isinstance(test, StandInImages)
     assert (len(train), len(test)) == (60_000, 10_000)
     image, label = train[0]
     assert image.shape == (1, 28, 28) and image.dtype == torch.float32
@@ -66,27 +65,36 @@ def test_the_stand_in_is_deterministic_and_shaped_like_the_real_thing():
         colour[8]
 
 
-def test_the_stand_in_is_learnable():
-    """A linear classifier beats chance by far, so 'the loss goes down' means something."""
+def test_the_stand_in_is_learnable_but_not_trivial():
+    """A linear classifier beats chance by far but stays well below 1, as on real data, so a
+    lesson run offline shows learning, not a suspicious 100 %."""
     torch.manual_seed(0)
-    train, test = (
-        StandInImages("FashionMNIST", length=2000),
-        StandInImages("FashionMNIST", train=False, length=500),
-    )
+    train = StandInImages("FashionMNIST", length=6000)
+    test = StandInImages("FashionMNIST", train=False, length=1000)
     x_train = train.data.flatten(1).float() / 255
     x_test = test.data.flatten(1).float() / 255
     model = torch.nn.Linear(784, 10)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     losses = []
-    for _ in range(30):
-        loss = torch.nn.functional.cross_entropy(model(x_train), train.targets)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    for _ in range(5):
+        for start in range(0, len(x_train), 100):
+            batch = slice(start, start + 100)
+            loss = torch.nn.functional.cross_entropy(model(x_train[batch]), train.targets[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
         losses.append(loss.item())
     accuracy = (model(x_test).argmax(1) == test.targets).float().mean().item()
-    assert losses[-1] < losses[0] * 0.5
-    assert accuracy > 0.6, accuracy  # chance is 0.1
+    assert losses[-1] < losses[0]
+    assert 0.4 < accuracy < 0.9, accuracy  # chance is 0.1
+    wrong_labels = (train.targets != train._true_classes).float().mean().item()
+    assert 0.03 < wrong_labels < 0.07  # about LABEL_NOISE of the labels are wrong on purpose
+
+
+def test_the_stand_in_is_quick_to_make():
+    started = time.monotonic()
+    assert StandInImages("MNIST").data.shape == (60_000, 28, 28)
+    assert time.monotonic() - started < 5
 
 
 def test_requiring_real_data_turns_the_fallback_into_an_error(tmp_path, monkeypatch):
@@ -101,7 +109,7 @@ def test_unreachable_network_falls_back_fast(tmp_path, monkeypatch, capsys):
     started = time.monotonic()
     dataset = vision_dataset("CIFAR10", SimpleNamespace(data_dir=tmp_path, offline=False))
     assert time.monotonic() - started < 10
-    assert is_stand_in(dataset) and len(dataset) == 50_000
+    assert isinstance(dataset, StandInImages) and len(dataset) == 50_000
     assert "network is unreachable" in capsys.readouterr().out
 
 
@@ -116,14 +124,6 @@ def test_corrupt_archives_are_an_error_not_a_fallback(tmp_path):
 def test_unknown_dataset_name(tmp_path):
     with pytest.raises(DataError, match="unknown dataset 'ImageNet'"):
         vision_dataset("ImageNet", offline_args(tmp_path))
-
-
-def test_quick_subset():
-    dataset = StandInImages("MNIST", length=100)
-    small = quick_subset(dataset, 10)
-    assert len(small) == 10 and is_stand_in(small)
-    assert quick_subset(dataset, 10, quick=False) is dataset
-    assert quick_subset(dataset, 500) is dataset
 
 
 # --------------------------------------------------------------------------- downloads
@@ -176,6 +176,22 @@ def test_fetch_file_offline_or_unreachable(tmp_path):
         fetch_file(tmp_path, "a.csv", url=f"http://127.0.0.1:{closed_port()}/a.csv")
 
 
+def test_data_file_gives_the_file_or_announces_the_stand_in(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("LESSONS_REQUIRE_REAL_DATA", raising=False)
+    args = offline_args(tmp_path)
+    url = "https://example.org/wine.csv"
+    assert data_file(args, "dlwpt/wine.csv", url=url, name="wine") is None
+    notice = capsys.readouterr().out
+    assert notice.startswith("NOTICE: wine dlwpt/wine.csv is not under") and url in notice
+    assert data.stand_ins_used() == ["wine"]
+    (tmp_path / "dlwpt").mkdir()
+    (tmp_path / "dlwpt" / "wine.csv").write_text("1;2\n")
+    assert data_file(args, "dlwpt/wine.csv", url=url) == tmp_path / "dlwpt" / "wine.csv"
+    monkeypatch.setenv("LESSONS_REQUIRE_REAL_DATA", "1")
+    with pytest.raises(DataUnavailable, match="forbids the stand-in"):
+        data_file(args, "dlwpt/missing.csv", url=url)
+
+
 def closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -210,7 +226,7 @@ def test_real_mnist_family_loads_from_the_data_root(name, real_data_dir):
     args = SimpleNamespace(data_dir=real_data_dir, offline=True)
     train = vision_dataset(name, args, train=True, transform=TO_TENSOR)
     test = vision_dataset(name, args, train=False)
-    assert not is_stand_in(train) and not is_stand_in(test)
+    assert not isinstance(train, StandInImages) and not isinstance(test, StandInImages)
     assert (len(train), len(test)) == (60_000, 10_000)
     image, label = train[0]
     assert image.shape == (1, 28, 28) and 0 <= label < 10
@@ -231,7 +247,7 @@ def test_a_read_only_data_root_is_left_untouched(real_data_dir, tmp_path, monkey
     try:
         args = SimpleNamespace(data_dir=tmp_path / "readonly", offline=True)
         train = vision_dataset("MNIST", args, train=True)
-        assert not is_stand_in(train) and len(train) == 60_000
+        assert not isinstance(train, StandInImages) and len(train) == 60_000
         assert sorted(path.name for path in raw.iterdir()) == sorted(
             path.name for path in (real_data_dir / "MNIST" / "raw").glob("*.gz")
         )

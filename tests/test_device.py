@@ -103,37 +103,3 @@ def test_describe_names_device_and_versions():
     assert f"torch {torch.__version__}" in line
     assert "python 3." in line
     assert "\n" not in line
-
-
-# --------------------------------------------------------------- transfer and AMP helpers
-def test_to_device_moves_nested_batches():
-    from common.device import to_device
-
-    cpu = torch.device("cpu")
-    batch = {"images": torch.ones(2, 3), "pair": (torch.zeros(1), [torch.arange(3)]), "id": 7}
-    moved = to_device(batch, cpu)
-    assert moved["images"].device == cpu and torch.equal(moved["images"], batch["images"])
-    assert isinstance(moved["pair"], tuple) and isinstance(moved["pair"][1], list)
-    assert torch.equal(moved["pair"][1][0], torch.arange(3))
-    assert moved["id"] == 7  # not a tensor: passed through
-
-
-def test_loader_options_pin_memory_only_for_cuda():
-    from common.device import loader_options
-
-    assert loader_options(torch.device("cpu")) == {"num_workers": 0}
-    cuda_options = loader_options(torch.device("cuda"), workers=4)
-    assert cuda_options["pin_memory"] is True and cuda_options["num_workers"] == 4
-
-
-def test_mixed_precision_and_scaler_are_no_ops_on_cpu():
-    from common.device import gradient_scaler, mixed_precision
-
-    cpu = torch.device("cpu")
-    with mixed_precision(cpu):
-        product = torch.ones(2, 2) @ torch.ones(2, 2)
-    assert product.dtype == torch.float32  # autocast stays off on the CPU
-    scaler = gradient_scaler(cpu)
-    assert not scaler.is_enabled()
-    loss = (torch.ones(1, requires_grad=True) * 3).sum()
-    assert scaler.scale(loss) is loss  # a disabled scaler passes the loss through

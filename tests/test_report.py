@@ -8,7 +8,8 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from common.report import atomic_path, lesson_output_dir, progress, save_figure, write_metrics
+from common.report import lesson_output_dir, progress, save_figure, write_metrics
+from common.settings import atomic_path
 
 
 def test_atomic_path_keeps_the_old_file_when_the_write_fails(tmp_path):
@@ -46,12 +47,13 @@ def test_write_metrics_handles_tensors_and_non_finite_values(tmp_path):
 def test_save_figure_writes_a_png(tmp_path):
     fig, axis = plt.subplots()
     axis.plot([0, 1], [1, 0])
-    path = save_figure(fig, tmp_path / "plots" / "line.png", show=False)
+    path = save_figure(fig, tmp_path / "plots" / "line.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not plt.get_fignums(), "the figure is closed once saved"
 
 
 def test_lesson_output_dir(tmp_path, monkeypatch):
-    monkeypatch.setattr("common.report.OUTPUTS_ROOT", tmp_path / "outputs")
+    monkeypatch.setenv("LESSONS_OUT_ROOT", str(tmp_path / "outputs"))
     assert lesson_output_dir("07_cnn") == tmp_path / "outputs" / "07_cnn"
     assert lesson_output_dir("07_cnn", tmp_path / "mine") == tmp_path / "mine"
     assert (tmp_path / "mine").is_dir()
@@ -75,19 +77,3 @@ def test_metrics_record_a_stand_in(tmp_path, monkeypatch, capsys):
     saved = json.loads((tmp_path / "fake" / "metrics.json").read_text())
     assert saved["data"] == "stand-in" and saved["stand_ins"] == ["MNIST"]
     assert capsys.readouterr().out.count("NOTICE") == 1
-
-
-def test_reference_values_count_matches_and_mismatches(capsys):
-    from common.report import ReferenceValues
-
-    references = ReferenceValues()
-    assert references.check("cat", [2, 6, 3], [2, 6, 3]) == [2, 6, 3]
-    references.check("stride", (3, 1), (1, 3))
-    references.check("mean", 0.13071, 0.1307, ok=abs(0.13071 - 0.1307) < 1e-4)
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0].endswith("ok") and lines[1].endswith("MISMATCH") and lines[2].endswith("ok")
-    metrics = references.metrics()
-    assert metrics["reference_values"] == "2/3" and not metrics["all_match"]
-    assert metrics["values"] == {"cat": [2, 6, 3], "stride": (3, 1), "mean": 0.13071}
-    references.clear()
-    assert references.metrics()["reference_values"] == "0/0"
