@@ -5,7 +5,8 @@
 #   1. builds .venv-torchtext from requirements-torchtext.txt (about 3 GB of downloads),
 #   2. runs the text tests there; LESSONS_TORCHTEXT_MUST_RUN=1 makes the comparison of
 #      lessons/common/text.py with real torchtext fail, not skip, if torchtext does not work,
-#   3. plays the whole course --quick on that stack.
+#   3. executes every lesson as a notebook there (jupytext + nbclient; must not skip),
+#   4. plays the whole course --quick on that stack.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +29,9 @@ PY
 echo "== torchtext stack: text tests (must compare against real torchtext)"
 LESSONS_TORCHTEXT_MUST_RUN=1 "$venv/bin/python" -m pytest -q \
   tests/test_text.py tests/test_10_text_classification.py
+
+echo "== torchtext stack: every lesson as a notebook"
+"$venv/bin/python" -m pytest -q tests/test_lessons.py -m notebook
 
 echo "== torchtext stack: the whole course, quick"
 MPLBACKEND="${MPLBACKEND:-Agg}" "$venv/bin/python" run_lesson.py --quick \
