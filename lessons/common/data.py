@@ -16,6 +16,7 @@ import contextlib
 import gzip
 import hashlib
 import os
+import shutil
 import socket
 import stat
 import urllib.error
@@ -350,15 +351,18 @@ def _writable(folder: Path) -> bool:
 
 
 def _extraction_cache(root: Path, archives: list[tuple[Path, str]]) -> Path:
-    """A writable stand-in for the read-only `root`, under `<repo>/data/.cache/`, holding
-    links to its `archives` (torchvision extracts them there)."""
+    """A writable copy of the read-only `root` under `<repo>/data/.cache/`: links to (or copies
+    of) its `archives`, which torchvision then extracts there."""
     key = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:12]
     cache_root = EXTRACTION_CACHE / key
     for archive, _ in archives:
         link = cache_root / archive.relative_to(root)
         link.parent.mkdir(parents=True, exist_ok=True)
         if not link.exists():
-            link.symlink_to(archive.resolve())
+            try:
+                link.symlink_to(archive.resolve())
+            except OSError:  # Windows without the symlink privilege: a copy does as well
+                shutil.copy2(archive, link)
     return cache_root
 
 
