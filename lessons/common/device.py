@@ -99,7 +99,8 @@ def describe(device: torch.device) -> str:
     if device.type == "cuda":
         where = f"cuda ({torch.cuda.get_device_name(device)})"
     elif device.type == "cpu":
-        where = f"cpu ({torch.get_num_threads()} threads)"
+        threads = torch.get_num_threads()
+        where = f"cpu ({threads} thread{'s' if threads != 1 else ''})"
     else:
         where = str(device)
     return f"device {where} | torch {torch.__version__} | python {platform.python_version()}"
