@@ -12,17 +12,15 @@ What you will learn
 
 How to run
     python lessons/03_datasets_dataloaders.py
-    python lessons/03_datasets_dataloaders.py --quick
+    python lessons/03_datasets_dataloaders.py --quick   # MNIST statistics on 10,000 images
 Data: FashionMNIST and MNIST in torchvision's layout under the data root, and
 `liuer/diabetes.csv.gz`; downloaded when missing and online, otherwise announced stand-ins.
-Open the file in VS Code or Jupyter to run it cell by cell (`# %%` marks the cells).
+The image folder of section 2 and the sample grid go to outputs/03_datasets_dataloaders/.
 
 Time: --quick ~5 s, full ~6 s on a 2-core CPU.
 """
 
-# %% Imports
-from __future__ import annotations
-
+# %%
 import gzip
 import zlib
 from pathlib import Path
@@ -32,20 +30,13 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, random_split
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, random_split
+from torchvision.transforms import ToTensor, v2
 
 from common.cli import lesson_args
-from common.data import (
-    DataError,
-    DataUnavailable,
-    fetch_file,
-    is_stand_in,
-    use_stand_in,
-    vision_dataset,
-)
-from common.report import ReferenceValues, atomic_path, save_figure, write_metrics
+from common.data import DataError, data_file, vision_dataset
+from common.report import save_figure, write_metrics
 
-LESSON = Path(__file__).stem
 DIABETES = "liuer/diabetes.csv.gz"
 DIABETES_URL = (
     "https://raw.githubusercontent.com/hunkim/PyTorchZeroToAll/"
@@ -53,55 +44,56 @@ DIABETES_URL = (
 )
 DIABETES_MD5 = "b7f372850118dfaf306e2f334e6a718f"
 
-references = ReferenceValues()
+if __name__ == "__main__":  # true in a script and in a notebook, false when a test imports us
+    args = lesson_args(__doc__, name="03_datasets_dataloaders")
+
+# %% [markdown]
+# ## 1. A ready-made dataset: FashionMNIST
+# `torchvision.datasets` knows where MNIST-like datasets live and how to read them. Each item is
+# a pair (image, label); the `transform` runs on each image as it is read. `v2.ToImage()` turns a
+# PIL image into a C × H × W uint8 tensor and `v2.ToDtype(torch.float32, scale=True)` divides by
+# 255: together they do what the classic `ToTensor` does (section 5).
 
 
-def check(label: str, value, expected, tolerance: float = 0.0):
-    """Print `value` beside its reference value and remember whether they match."""
-    if isinstance(value, torch.Size):
-        value = list(value)
-    ok = value == expected or (tolerance and abs(value - expected) <= tolerance)
-    return references.check(label, value, expected, ok)
-
-
-def transforms():
-    # v2 is torchvision's current transforms API; importing it here keeps `import` of the lesson
-    # light (torchvision takes a few seconds to import).
-    from torchvision.transforms import v2
-
-    return v2
-
-
-# %% 1. A ready-made dataset: FashionMNIST
-def fashion_mnist(args):
-    v2 = transforms()
-    # ToImage + ToDtype(scale=True) is v2's ToTensor: PIL image -> C x H x W float in [0, 1]
-    to_tensor = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])
-    train = vision_dataset("FashionMNIST", args, train=True, transform=to_tensor)
-    test = vision_dataset("FashionMNIST", args, train=False, transform=to_tensor)
-    print(f"\n# 1. FashionMNIST: {len(train)} training and {len(test)} test images")
-    print(f"  classes: {train.classes}")
-    image, label = train[0]
-    print(f"  one sample: image {list(image.shape)} {image.dtype}, label {label}")
-
-    figure, axes = plt.subplots(3, 3, figsize=(6, 6))
-    picks = torch.randint(len(train), (9,))  # seeded by lesson_args: the same grid every run
-    for ax, index in zip(axes.flat, picks.tolist()):
-        image, label = train[index]
-        ax.imshow(image.squeeze().numpy(), cmap="gray")
-        ax.set_title(train.classes[label], fontsize=9)
+# %%
+def sample_grid(dataset, rows: int = 3) -> plt.Figure:
+    """A rows x rows grid of random samples, titled with their class names."""
+    figure, axes = plt.subplots(rows, rows, figsize=(6, 6))
+    for ax, index in zip(axes.flat, torch.randint(len(dataset), (rows * rows,)).tolist()):
+        image, label = dataset[index]
+        ax.imshow(image.squeeze(0).numpy(), cmap="gray")
+        ax.set_title(dataset.classes[label], fontsize=9)
         ax.axis("off")
-    save_figure(figure, args.out / "fashion_mnist_samples.png")
-    return train, test
+    return figure
 
 
-# %% 2. Your own Dataset: an image folder described by annotations.csv
+if __name__ == "__main__":
+    to_tensor = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])
+    train_data = vision_dataset("FashionMNIST", args, train=True, transform=to_tensor)
+    test_data = vision_dataset("FashionMNIST", args, train=False, transform=to_tensor)
+    print(f"FashionMNIST: {len(train_data):,} training and {len(test_data):,} test images")
+    print(f"classes: {train_data.classes}")
+    image, label = train_data[0]
+    print(f"one sample: image {list(image.shape)} {image.dtype} in [{image.min():.0f}, "
+          f"{image.max():.0f}], label {label} ({train_data.classes[label]})")  # fmt: skip
+    save_figure(sample_grid(train_data), args.out / "fashion_mnist_samples.png")
+
+# %% [markdown]
+# ## 2. Your own Dataset: an image folder described by annotations.csv
+# A `Dataset` needs two methods: `__len__` (how many samples) and `__getitem__(i)` (sample
+# $i$). Here `annotations.csv` lists one image file and its label per row; `__getitem__` reads
+# one image only when asked for it, so a folder far larger than memory still works. The lesson
+# writes such a folder itself, from the first FashionMNIST samples. A `target_transform` turns
+# the label into a one-hot vector: `scatter_(0, label, value=1)` writes a 1 at the label.
+
+
+# %%
 class AnnotatedImages(Dataset):
-    """Images in `folder`, labelled by `annotations.csv` rows of (file name, label)."""
+    """Images in `image_dir`, labelled by `annotations_file` rows of (file name, label)."""
 
-    def __init__(self, folder: Path, transform=None, target_transform=None):
-        self.folder = Path(folder)
-        self.labels = pd.read_csv(self.folder / "annotations.csv", header=None)
+    def __init__(self, annotations_file, image_dir, transform=None, target_transform=None):
+        self.labels = pd.read_csv(annotations_file, header=None)
+        self.image_dir = Path(image_dir)
         self.transform, self.target_transform = transform, target_transform
 
     def __len__(self):
@@ -109,7 +101,11 @@ class AnnotatedImages(Dataset):
 
     def __getitem__(self, index):
         file_name, label = self.labels.iloc[index]
-        image = Image.open(self.folder / file_name)  # read one image only when asked for it
+        label = int(label)  # pandas gives a NumPy integer
+        # PyTorch's tutorial reads the file with torchvision.io.read_image, deprecated since
+        # torchvision 0.29; Pillow + to_image gives the same uint8 C x H x W tensor.
+        with Image.open(self.image_dir / file_name) as file:
+            image = v2.functional.to_image(file)
         if self.transform:
             image = self.transform(image)
         if self.target_transform:
@@ -118,44 +114,42 @@ class AnnotatedImages(Dataset):
 
 
 def write_image_folder(dataset, folder: Path, count: int = 12) -> Path:
-    """Save `count` samples of `dataset` as PNGs plus annotations.csv (written atomically)."""
+    """Save the first `count` samples (C x H x W floats in [0, 1]) as PNGs + annotations.csv."""
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
     for index in range(count):
-        image, label = dataset[index]  # tensors [1, 28, 28] in [0, 1]
-        pixels = (image.squeeze(0) * 255).round().to(torch.uint8).numpy()
+        image, label = dataset[index]
         name = f"sample_{index:02d}.png"
-        with atomic_path(folder / name) as temp:
-            Image.fromarray(pixels).save(temp, format="PNG")
+        Image.fromarray((image.squeeze(0) * 255).round().byte().numpy()).save(folder / name)
         rows.append((name, label))
-    with atomic_path(folder / "annotations.csv") as temp:
-        pd.DataFrame(rows).to_csv(temp, header=False, index=False)
-    return folder
+    pd.DataFrame(rows).to_csv(folder / "annotations.csv", header=False, index=False)
+    return folder / "annotations.csv"
 
 
-def custom_image_dataset(args, fashion_train) -> dict:
-    print("\n# 2. A custom Dataset over annotations.csv + a folder of images")
-    folder = write_image_folder(fashion_train, args.out / "my_images")
-    v2 = transforms()
-    one_hot = v2.Lambda(  # a target transform: label 3 -> [0, 0, 0, 1, 0, ...]
-        lambda y: torch.zeros(10).scatter_(0, torch.tensor(y), value=1)
-    )
-    dataset = AnnotatedImages(
-        folder,
-        transform=v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]),
-        target_transform=one_hot,
-    )
-    image, label = dataset[0]
-    print(
-        f"  {len(dataset)} images in {folder.name}/; first: {list(image.shape)}, "
-        f"one-hot label {label.int().tolist()}"
-    )
-    same = torch.allclose(image, fashion_train[0][0], atol=1 / 255)
-    print(f"  read back equals the original sample (to 8-bit precision): {same}")
-    return {"custom_dataset_size": len(dataset), "custom_read_back_matches": same}
+def one_hot(label, classes: int = 10) -> torch.Tensor:
+    return torch.zeros(classes).scatter_(0, torch.tensor(label), value=1)
 
 
-# %% 3. Your own Dataset over a gzipped CSV table: the diabetes data
+if __name__ == "__main__":
+    annotations = write_image_folder(train_data, args.out / "my_images")
+    my_images = AnnotatedImages(annotations, annotations.parent,
+                                transform=v2.ToDtype(torch.float32, scale=True),
+                                target_transform=v2.Lambda(one_hot))  # fmt: skip
+    image, label = my_images[0]
+    print(f"{len(my_images)} images in {annotations.parent.name}/; the first: "
+          f"{list(image.shape)}, one-hot label {label.int().tolist()}")  # fmt: skip
+    read_back = all(torch.allclose(my_images[i][0], train_data[i][0], atol=1 / 255)
+                    for i in range(len(my_images)))  # fmt: skip
+    print(f"read back equal to the originals (to 8-bit precision): {read_back}")
+
+# %% [markdown]
+# ## 3. A Dataset over a gzipped table: the diabetes data
+# 759 patients, 8 measurements each and a 0/1 label (diabetes within five years). The table is
+# small, so `__init__` reads all of it once and `__getitem__` only slices. `gzip.open` reads
+# the compressed file directly; a file that is not the expected table stops with one line.
+
+
+# %%
 class DiabetesDataset(Dataset):
     """8 features and a 0/1 label per row, read once from a `.csv.gz` file."""
 
@@ -164,13 +158,11 @@ class DiabetesDataset(Dataset):
             with gzip.open(path, "rt") as file:
                 table = np.loadtxt(file, delimiter=",", dtype=np.float32, ndmin=2)
         except (OSError, EOFError, ValueError, zlib.error) as error:
-            raise DataError(
-                f"{path}: expected a gzipped CSV of numbers ({str(error).splitlines()[0]})"
-            ) from None
+            reason = str(error).splitlines()[0]
+            raise DataError(f"{path}: expected a gzipped CSV of numbers ({reason})") from None
         if table.shape[1] != 9:
-            raise DataError(
-                f"{path}: expected 9 columns (8 features + label), found {table.shape[1]}"
-            )
+            raise DataError(f"{path}: expected 9 columns (8 features + label), "
+                            f"found {table.shape[1]}")  # fmt: skip
         self.features = torch.from_numpy(table[:, :-1])
         self.labels = torch.from_numpy(table[:, -1:])
 
@@ -181,144 +173,126 @@ class DiabetesDataset(Dataset):
         return self.features[index], self.labels[index]
 
 
-def diabetes(args) -> Dataset:
-    print("\n# 3. A custom Dataset over a gzipped CSV (diabetes)")
-    try:
-        path = fetch_file(
-            args.data_dir, DIABETES, url=DIABETES_URL, md5=DIABETES_MD5, offline=args.offline
-        )
-        dataset = DiabetesDataset(path)
-    except DataUnavailable as error:
-        use_stand_in(
-            "diabetes.csv.gz",
-            str(error).removeprefix(DIABETES + " "),
-            f"download {DIABETES_URL} to <data root>/{DIABETES}",
-        )
+if __name__ == "__main__":
+    path = data_file(args, DIABETES, url=DIABETES_URL, md5=DIABETES_MD5, name="diabetes.csv.gz")
+    if path is not None:
+        table = DiabetesDataset(path)
+    else:  # the stand-in: 759 rows of random features, labelled by a simple rule
         g = torch.Generator().manual_seed(0)
         features = torch.rand(759, 8, generator=g) * 2 - 1
         labels = (features[:, :3].sum(1, keepdim=True) > 0).float()
-        dataset = torch.utils.data.TensorDataset(features, labels)
-    features, label = dataset[0]
-    print(f"  {len(dataset)} rows; one row: features {list(features.shape)}, label {label.item()}")
-    return dataset
+        table = torch.utils.data.TensorDataset(features, labels)
+    features, label = table[0]
+    print(f"diabetes: {len(table)} rows; one row: features {list(features.shape)}, "
+          f"label {label.item():.0f}")  # fmt: skip
+
+# %% [markdown]
+# ## 4. DataLoader: batches, shuffling, workers, collate_fn
+# A `DataLoader` asks a dataset for samples and stacks them into batches. It is an *iterable*:
+# `for X, y in loader` starts a fresh pass (reshuffled when `shuffle=True`) each time, while
+# `iter(loader)` is an *iterator* over one pass and `next()` takes its next batch.
+# `drop_last=True` drops a last, smaller batch; `num_workers` prepares batches in worker
+# processes while the model computes (start them only under `if __name__ == "__main__":`,
+# since on Windows and macOS each worker re-imports the script); `collate_fn` decides how a
+# list of samples becomes a batch.
 
 
-# %% 4. DataLoader: batches, shuffling, workers, collate_fn
-def loaders(args, fashion_train, table) -> None:
-    print("\n# 4. DataLoader")
-    loader = DataLoader(fashion_train, batch_size=64, shuffle=True)
-    images, labels = next(iter(loader))  # a loader is iterable; iter() gives an iterator
-    check("FashionMNIST batch", images.shape, [64, 1, 28, 28])
-    check("labels batch", labels.shape, [64])
-    # drop_last discards the last, smaller batch (759 = 11 x 64 + 55 rows)
-    print(
-        f"  diabetes batches of 64: {len(DataLoader(table, batch_size=64))}, with drop_last: "
-        f"{len(DataLoader(table, batch_size=64, drop_last=True))}"
-    )
-    # num_workers > 0 prepares batches in worker processes while the model trains
-    workers = 0 if args.quick else 2
-    rows = sum(len(x) for x, _ in DataLoader(table, batch_size=128, num_workers=workers))
-    print(f"  {rows} rows read with num_workers={workers}")
-
-    def features_only(batch):  # collate_fn decides how a list of samples becomes a batch
-        return torch.stack([features for features, _ in batch])
-
-    batch = next(iter(DataLoader(table, batch_size=4, collate_fn=features_only)))
-    print(f"  a collate_fn that keeps only the features: {list(batch.shape)}")
-
-
-# %% 5. Transforms
-def transform_demos(args) -> None:
-    from torchvision.transforms import ToTensor  # the classic transform the notes use
-
-    v2 = transforms()
-    print("\n# 5. Transforms")
-    array = np.random.default_rng(0).random((3, 4, 6), dtype=np.float32)  # H x W x C
-    check("ToTensor of a (3, 4, 6) array", ToTensor()(array).shape, [6, 3, 4])
-    # v2 splits ToTensor in two: ToImage (H x W x C -> C x H x W) and ToDtype (scale=True: /255)
-    print(f"  v2.ToImage of the same array: {list(v2.ToImage()(array).shape)}")
-    pixels = np.array([[0, 128, 255]], dtype=np.uint8)[..., None]
-    print(f"  ToTensor scales uint8 to [0, 1]: {ToTensor()(pixels).flatten().tolist()}")
-
-    mnist = vision_dataset("MNIST", args, train=True)
-    if not is_stand_in(mnist):  # real MNIST keeps all images as one uint8 tensor
-        scaled = mnist.data.float() / 255
-        mean, std = scaled.mean().item(), scaled.std().item()
-        check("MNIST mean", round(mean, 4), 0.1307, tolerance=1e-4)
-        check("MNIST std", round(std, 4), 0.3081, tolerance=1e-4)
-    else:  # the stand-in: compute from a sample
-        scaled = torch.stack(
-            [
-                v2.functional.to_dtype(
-                    v2.functional.to_image(mnist[i][0]), torch.float32, scale=True
-                )
-                for i in range(512)
-            ]
-        )
-        mean, std = scaled.mean().item(), scaled.std().item()
-        print(f"  stand-in MNIST mean {mean:.4f}, std {std:.4f} (the real data: 0.1307 / 0.3081)")
-    normalize = v2.Compose(
-        [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize((mean,), (std,))]
-    )
-    sample = torch.stack([normalize(mnist[i][0]) for i in range(256)])
-    print(
-        f"  Normalize with them: 256 images now have mean {sample.mean().item():.2f}, "
-        f"std {sample.std().item():.2f}"
-    )
-    pipeline = v2.Compose(
-        [
-            v2.ToImage(),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Resize((32, 32), antialias=True),
-            v2.Normalize((mean,), (std,)),
-        ]
-    )
-    image = pipeline(mnist[0][0])
-    print(
-        f"  Compose(ToImage, ToDtype, Resize 32, Normalize): {list(image.shape)}, "
-        f"mean {image.mean().item():.3f}"
-    )
-
-
-# %% 6. Combining and splitting datasets
-def combine_and_split(fashion_train, fashion_test) -> dict:
-    print("\n# 6. ConcatDataset and random_split")
-    everything = ConcatDataset([fashion_train, fashion_test])
-    also = fashion_train + fashion_test  # `+` on two datasets builds the same ConcatDataset
-    print(f"  ConcatDataset([train, test]) = {len(everything)} images; train + test: {len(also)}")
-    # indices run on from one dataset into the next: item 60000 is the first test image
-    same = torch.equal(everything[len(fashion_train)][0], fashion_test[0][0])
-    print(f"  item {len(fashion_train)} of the concatenation is test item 0: {same}")
-    train, validation = random_split(
-        fashion_train, [0.9, 0.1], generator=torch.Generator().manual_seed(0)
-    )
-    print(f"  training set split 90/10: {len(train)} for training, {len(validation)} validation")
-    return {
-        "concat_size": len(also),
-        "concat_continues_into_test": same,
-        "split_sizes": [len(train), len(validation)],
-    }
-
-
-# %% Main
-def main(argv=None) -> dict:
-    args = lesson_args(__doc__, argv, name=LESSON)
-    references.clear()
-    fashion_train, fashion_test = fashion_mnist(args)
-    custom = custom_image_dataset(args, fashion_train)
-    table = diabetes(args)
-    loaders(args, fashion_train, table)
-    transform_demos(args)
-    combined = combine_and_split(fashion_train, fashion_test)
-    metrics = {
-        **references.metrics(),
-        "diabetes_rows": len(table),
-        **custom,
-        **combined,
-    }
-    write_metrics(args.out, metrics, headline="reference_values")
-    return metrics
+# %%
+def features_only(samples):
+    """A collate_fn: stack the features of (features, label) samples, drop the labels."""
+    return torch.stack([features for features, _ in samples])
 
 
 if __name__ == "__main__":
-    main()
+    train_loader = DataLoader(train_data, batch_size=64, shuffle=True)
+    images, labels = next(iter(train_loader))
+    print(f"FashionMNIST batch: {list(images.shape)}")
+    print(f"labels batch: {list(labels.shape)}")
+    print(f"{len(train_loader)} batches of 64 per pass over {len(train_data):,} images")
+    batches, whole = len(DataLoader(table, 64)), len(DataLoader(table, 64, drop_last=True))
+    print(f"diabetes in batches of 64: {batches}, with drop_last: {whole} (759 = 11 x 64 + 55)")
+    workers = 0 if args.quick else 2
+    worker_loader = DataLoader(Subset(train_data, range(2048)), batch_size=256,
+                               num_workers=workers)  # fmt: skip
+    seen = sum(len(y) for _, y in worker_loader)
+    print(f"{seen} images read in {len(worker_loader)} batches with num_workers={workers}")
+    batch = next(iter(DataLoader(table, batch_size=4, collate_fn=features_only)))
+    print(f"a collate_fn that keeps only the features: {list(batch.shape)}")
+
+# %% [markdown]
+# ## 5. Transforms
+# `ToTensor` turns an H × W × C array into a C × H × W tensor and scales uint8 values to
+# $[0, 1]$ (it leaves floats as they are). `Normalize(mean, std)` computes $(x - \mu)/\sigma$
+# per channel, so the inputs have mean 0 and standard deviation 1: take $\mu$ and $\sigma$ from
+# the training data. torchvision keeps an MNIST split as one uint8 tensor, `dataset.data`, so
+# the statistics of all 47 million pixels take one line instead of 60,000 transform calls
+# (`--quick` measures the first 10,000 images).
+# `Resize` changes the image size; `Compose` chains transforms into one.
+
+
+# %%
+def pixel_mean_std(images: torch.Tensor) -> tuple[float, float]:
+    """Mean and standard deviation of uint8 pixels, scaled to [0, 1]."""
+    pixels = images.float() / 255
+    return pixels.mean().item(), pixels.std().item()
+
+
+if __name__ == "__main__":
+    array = np.random.default_rng(0).random((3, 4, 6), dtype=np.float32)  # H x W x C
+    print(f"ToTensor of a (3, 4, 6) array: {list(ToTensor()(array).shape)}")
+    print(f"v2.ToImage of the same array: {list(v2.ToImage()(array).shape)}")
+    pixels = np.array([[0, 128, 255]], dtype=np.uint8)[..., None]
+    print(f"ToTensor scales uint8 to [0, 1]: {ToTensor()(pixels).flatten().tolist()}")
+    mnist = vision_dataset("MNIST", args, train=True)
+    stats_images = mnist.data[: 10_000 if args.quick else None]
+    mnist_mean, mnist_std = pixel_mean_std(stats_images)
+    print(f"MNIST pixels ({len(stats_images):,} images): mean {mnist_mean:.4f}, "
+          f"std {mnist_std:.4f}")  # fmt: skip
+    normalize = v2.Compose([to_tensor, v2.Normalize((mnist_mean,), (mnist_std,))])
+    normalized = torch.stack([normalize(mnist[i][0]) for i in range(256)])
+    print(f"Normalize with them: 256 images now have mean {normalized.mean():.2f}, "
+          f"std {normalized.std():.2f}")  # fmt: skip
+    pipeline = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
+                           v2.Resize((32, 32)),
+                           v2.Normalize((mnist_mean,), (mnist_std,))])  # fmt: skip
+    resized = pipeline(mnist[0][0])
+    print(f"Compose(ToImage, ToDtype, Resize 32, Normalize): {list(resized.shape)}")
+
+# %% [markdown]
+# ## 6. Combining and splitting datasets
+# `ConcatDataset([a, b])` (or `a + b`) chains datasets: its indices run through `a`, then on
+# into `b`. `random_split` cuts a dataset into random, non-overlapping parts, for instance 90%
+# for training and 10% held out for validation; a seeded generator makes the split repeatable.
+
+# %%
+if __name__ == "__main__":
+    everything = ConcatDataset([train_data, test_data])
+    also = train_data + test_data  # `+` builds the same ConcatDataset
+    print(f"ConcatDataset([train, test]): {len(everything):,} images; train + test: {len(also):,}")
+    continues = torch.equal(everything[len(train_data)][0], test_data[0][0])
+    print(f"item {len(train_data):,} of the concatenation is test item 0: {continues}")
+    split = torch.Generator().manual_seed(0)
+    train_part, validation = random_split(train_data, [0.9, 0.1], generator=split)
+    print(f"training set split 90/10: {len(train_part):,} for training, "
+          f"{len(validation):,} for validation")  # fmt: skip
+
+# %% [markdown]
+# ## 7. What the lesson found
+# The MNIST statistics, the batch shapes and the dataset sizes go to `metrics.json`.
+
+# %%
+if __name__ == "__main__":
+    metrics = {
+        "mnist_mean": mnist_mean,
+        "mnist_std": mnist_std,
+        "mnist_images_measured": len(stats_images),
+        "batch_shape": list(images.shape),
+        "labels_shape": list(labels.shape),
+        "to_tensor_shape": list(ToTensor()(array).shape),
+        "custom_dataset_size": len(my_images),
+        "custom_read_back_matches": read_back,
+        "diabetes_rows": len(table),
+        "concat_size": len(everything),
+        "split_sizes": [len(train_part), len(validation)],
+    }
+    write_metrics(args.out, metrics, headline="mnist_mean")

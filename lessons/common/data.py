@@ -25,7 +25,6 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -136,12 +135,15 @@ def fetch_file(root, relative_path: str, *, url: str, md5=None, offline=False) -
 
 def data_file(args, relative_path: str, *, url: str, md5=None, name=None, how_to_get=None):
     """The real file under `args.data_dir` (see `fetch_file`), or None once the stand-in for
-    `name` (default: the file's name) has been announced."""
+    `name` (default: the relative path) has been announced."""
     try:
         return fetch_file(args.data_dir, relative_path, url=url, md5=md5, offline=args.offline)
     except DataUnavailable as error:
+        reason = str(error).removeprefix(f"{relative_path} ")  # "is not under ... and ..."
+        if name:
+            reason = f"({relative_path}) {reason}"
         how_to_get = how_to_get or f"download {url} to <data root>/{relative_path}"
-        use_stand_in(name or Path(relative_path).name, str(error), how_to_get)
+        use_stand_in(name or relative_path, reason, how_to_get)
         return None
 
 
@@ -175,6 +177,7 @@ VISION_SPECS = {
 
 
 LABEL_NOISE = 0.05  # the share of stand-in labels drawn at random
+CHUNK = 4096  # stand-in images are drawn this many at a time, when first needed
 
 
 def _stand_in_images(classes: torch.Tensor, shape: tuple, seed: int, split_seed: int):
@@ -206,12 +209,13 @@ def _stand_in_images(classes: torch.Tensor, shape: tuple, seed: int, split_seed:
 class StandInImages(Dataset):
     """A deterministic synthetic image dataset shaped like a real one (offline fallback).
 
-    Same length, image shape, dtype and class names as `name`; its images are drawn once, on
-    first use, by `_stand_in_images`, and a few labels are wrong on purpose (`LABEL_NOISE`), so
-    training curves look like learning on real data (accuracy well above chance, well below 1)
-    but the numbers are not the real data's. Like torchvision's datasets it returns
-    `(PIL image, int label)` before transforms and offers `.classes`, `.targets` and `.data`
-    (uint8; N x H x W tensor for grey images, N x H x W x C array for colour).
+    Same length, image shape, dtype and class names as `name`. Its images are drawn by
+    `_stand_in_images`, a chunk at a time when first used (a quick run touches few), and a few
+    labels are wrong on purpose (`LABEL_NOISE`), so training curves look like learning on real
+    data (accuracy well above chance, well below 1); the numbers are not the real data's.
+    Like torchvision's datasets it returns `(PIL image, int label)` before transforms and offers
+    `.classes`, `.targets` and `.data` (uint8; N x H x W tensor for grey images, N x H x W x C
+    array for colour).
     """
 
     is_stand_in = True
@@ -235,24 +239,31 @@ class StandInImages(Dataset):
         noisy = torch.rand(self.length, generator=draws) < LABEL_NOISE
         random_labels = torch.randint(len(classes), (self.length,), generator=draws)
         self.targets = torch.where(noisy, random_labels, self._true_classes)
-        self._pixels = None
+        self._chunks: dict[int, torch.Tensor] = {}
 
     def __len__(self) -> int:
         return self.length
 
+    def _chunk(self, number: int) -> torch.Tensor:
+        """Images CHUNK * number ... CHUNK * (number + 1) - 1, drawn on first use and kept."""
+        if number not in self._chunks:
+            classes = self._true_classes[number * CHUNK : (number + 1) * CHUNK]
+            split_seed = self._split_seed * 1009 + number
+            self._chunks[number] = _stand_in_images(classes, self.shape, self._seed, split_seed)
+        return self._chunks[number]
+
     @property
     def data(self):
-        """All images as uint8, in torchvision's `.data` layout (made on first access)."""
-        if self._pixels is None:
-            pixels = _stand_in_images(self._true_classes, self.shape, self._seed, self._split_seed)
-            self._pixels = pixels[..., 0] if self.shape[2] == 1 else pixels.numpy()
-        return self._pixels
+        """All images as uint8, in torchvision's `.data` layout (drawn on first access)."""
+        pixels = torch.cat([self._chunk(n) for n in range((self.length - 1) // CHUNK + 1)])
+        return pixels[..., 0] if self.shape[2] == 1 else pixels.numpy()
 
     def __getitem__(self, index: int):
         if not -self.length <= index < self.length:
             raise IndexError(f"index {index} out of range for {self.length} images")
-        pixels = self.data[index]
-        image = Image.fromarray(np.asarray(pixels))
+        index %= self.length
+        pixels = self._chunk(index // CHUNK)[index % CHUNK].numpy()
+        image = Image.fromarray(pixels[..., 0] if self.shape[2] == 1 else pixels)
         label = int(self.targets[index])
         if self.transform is not None:
             image = self.transform(image)
