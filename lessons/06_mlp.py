@@ -6,8 +6,8 @@ What you will learn
     parameters; turning logits into a predicted class with softmax/argmax
   - `train_loop` / `test_loop`: `model.train()` / `model.eval()`, `torch.no_grad()`, accuracy and
     average loss, measured on the TEST split
-  - hyper-parameters (learning rate, batch size, epochs): the tutorial's SGD lr 1e-3 crawls, Adam
-    with normalized inputs gets past 0.87 test accuracy in a few epochs
+  - hyper-parameters (learning rate, batch size, epochs): the notes' SGD lr 1e-3 crawls, Adam
+    with standardized inputs gets past 0.87 test accuracy in a few epochs
   - `--variant deeper`: the notes' deeper MNIST MLP (784 -> 512 -> 256 -> 128 -> 64 -> 10) with
     SGD lr 0.01, momentum 0.5
 
@@ -18,76 +18,103 @@ How to run
     python lessons/06_mlp.py --lr 3e-3 --batch-size 64 --train-images 20000   # experiment
 Data comes from the data root (torchvision layout, downloaded when missing and allowed; offline, a
 synthetic stand-in). Plots and metrics.json go to outputs/06_mlp/.
-Open the file in VS Code or Jupyter to run it cell by cell (`# %%` marks the cells).
 
-Time: --quick ~5 s, full ~30 s on a 2-core CPU (FashionMNIST, test accuracy about 0.89).
+Time: --quick ~5 s, full ~32 s on a 2-core CPU (FashionMNIST, test accuracy about 0.89).
 """
 
-# %% Imports
-from __future__ import annotations
-
-import itertools
+# %%
 import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
-from torchvision.transforms.v2.functional import pil_to_tensor
+from torch.utils.data import DataLoader, Subset, TensorDataset
 
 from common.cli import lesson_args, positive_float, positive_int
-from common.data import is_stand_in, vision_dataset
-from common.device import (
-    gradient_scaler,
-    loader_options,
-    mixed_precision,
-    synchronize,
-    to_device,
-)
-from common.report import ReferenceValues, save_figure, write_metrics
-
-LESSON = Path(__file__).stem
-QUICK_TRAIN, QUICK_TEST = 1024, 512  # images used by --quick
-BASELINE_BATCHES = 300  # how long the slow SGD lr 1e-3 baseline is shown
-
-# Reference values from CURRICULUM.md §06: label -> (value, matches?)
-references = ReferenceValues()
+from common.data import vision_dataset
+from common.report import progress, save_figure, write_metrics
 
 
-def check(label: str, value: float, expected: float, places: int = 4) -> float:
-    """Print `value` next to its reference and remember whether they agree to `places` decimals."""
-    value = round(float(value), places)
-    ok = value == expected
-    return references.check(label, value, expected, ok)
+def configure(parser) -> None:
+    parser.add_argument("--variant", choices=["fashion", "deeper"], default="fashion",
+                        help="fashion: NeuralNetwork + Adam on FashionMNIST (default); "
+                             "deeper: the deeper MLP, SGD momentum 0.5, on MNIST")  # fmt: skip
+    parser.add_argument("--train-images", type=positive_int, default=None,
+                        help="train on the first N images (default all; --quick 1024)")  # fmt: skip
+    parser.add_argument("--lr", type=positive_float, default=None,
+                        help="learning rate (default 1e-3 for Adam, 0.01 for deeper)")  # fmt: skip
 
 
-# %% 1. Softmax and cross-entropy
-def softmax_and_cross_entropy() -> None:
-    print("\n# 1. Softmax and cross-entropy")
-    # By hand: softmax turns scores (logits) z into probabilities; the loss is -log p[true class].
+if __name__ == "__main__":  # true in a script and in a notebook, false when a test imports us
+    args = lesson_args(__doc__, name="06_mlp", configure=configure, epochs=10, batch_size=128)
+    device = args.device
+    epochs = min(args.epochs, 3) if args.quick else args.epochs
+    started = time.perf_counter()
+
+# %% [markdown]
+# ## 1. Softmax and cross-entropy, by hand
+# A classifier outputs one score (logit) $z_i$ per class. Softmax turns them into probabilities,
+# $\hat y_i = e^{z_i} / \sum_j e^{z_j}$, and cross-entropy scores them against the one-hot label
+# $y$: $L = -\sum_i y_i \log \hat y_i$, which is just $-\log$ of the probability given to the
+# true class. Scores $z = (0.2, 0.1, -0.1)$ with true class 0:
+
+
+# %%
+def cross_entropy_by_hand() -> dict:
+    """Softmax and cross-entropy of the notes' three scores, in NumPy."""
     z = np.array([0.2, 0.1, -0.1])
     y = np.array([1, 0, 0])  # one-hot: the true class is 0
     y_hat = np.exp(z) / np.exp(z).sum()
-    print(f"  softmax(z) = {np.round(y_hat, 4).tolist()} (sums to {y_hat.sum():.1f})")
-    check("cross-entropy by hand (NumPy)", (-y * np.log(y_hat)).sum(), 0.9729)
+    return {
+        "softmax(z)": np.round(y_hat, 4).tolist(),
+        "cross-entropy by hand (NumPy)": round(float(-(y * np.log(y_hat)).sum()), 4),
+    }
 
-    # nn.CrossEntropyLoss = log-softmax + negative log-likelihood, on raw logits and class indices.
-    # So the network's last layer must NOT apply softmax itself.
-    criterion = nn.CrossEntropyLoss()
-    loss = criterion(torch.tensor([[0.2, 0.1, -0.1]]), torch.tensor([0]))
-    check("nn.CrossEntropyLoss", loss.item(), 0.9729)
 
-    # A batch of three with labels [2, 0, 1]: good predictions give a small mean loss.
+if __name__ == "__main__":
+    by_hand = cross_entropy_by_hand()
+    for label, value in by_hand.items():
+        print(f"{label}: {value}")
+
+# %% [markdown]
+# ## 2. The same with PyTorch
+# `nn.CrossEntropyLoss` is log-softmax followed by the negative log-likelihood. It takes raw
+# logits and class *indices* (not one-hot vectors), so a network's last layer must not apply
+# softmax itself. On a batch it returns the mean loss: three samples with labels $[2, 0, 1]$,
+# scored once by good predictions and once by poor ones.
+
+
+# %%
+def cross_entropy_with_pytorch() -> dict[str, float]:
+    """nn.CrossEntropyLoss on the example above and on the notes' batch of three."""
+    loss_fn = nn.CrossEntropyLoss()
+    one = loss_fn(torch.tensor([[0.2, 0.1, -0.1]]), torch.tensor([0]))
     labels = torch.tensor([2, 0, 1])
     good = torch.tensor([[0.1, 0.2, 0.9], [1.1, 0.1, 0.2], [0.2, 2.1, 0.1]])
     poor = torch.tensor([[0.8, 0.2, 0.3], [0.2, 0.3, 0.5], [0.2, 0.2, 0.5]])
-    check("batch loss, good predictions", criterion(good, labels).item(), 0.4966)
-    check("batch loss, poor predictions", criterion(poor, labels).item(), 1.2389)
+    losses = {
+        "nn.CrossEntropyLoss": one,
+        "batch loss, good predictions": loss_fn(good, labels),
+        "batch loss, poor predictions": loss_fn(poor, labels),
+    }
+    return {label: round(loss.item(), 4) for label, loss in losses.items()}
 
 
-# %% 2. The models
+if __name__ == "__main__":
+    with_pytorch = cross_entropy_with_pytorch()
+    for label, value in with_pytorch.items():
+        print(f"{label}: {value}")
+
+# %% [markdown]
+# ## 3. The model
+# A model is an `nn.Module`: layers created in `__init__`, wired together in `forward`.
+# `nn.Flatten` turns each 1×28×28 image into 784 numbers; three linear layers with ReLU between
+# them map those to 10 logits. `named_parameters()` lists every weight matrix and bias vector the
+# optimizer will update. `--variant deeper` builds the notes' deeper MNIST network instead.
+
+
+# %%
 class NeuralNetwork(nn.Module):
     """The tutorial's FashionMNIST classifier: 28x28 image -> 784 -> 512 -> 512 -> 10 logits."""
 
@@ -95,274 +122,227 @@ class NeuralNetwork(nn.Module):
         super().__init__()
         self.flatten = nn.Flatten()  # N x 1 x 28 x 28 -> N x 784
         self.linear_relu_stack = nn.Sequential(
-            nn.Linear(28 * 28, 512),
-            nn.ReLU(),
-            nn.Linear(512, 512),
-            nn.ReLU(),
+            nn.Linear(28 * 28, 512), nn.ReLU(),
+            nn.Linear(512, 512), nn.ReLU(),
             nn.Linear(512, 10),  # logits: no softmax here, the loss applies it
-        )
+        )  # fmt: skip
 
     def forward(self, x):
         return self.linear_relu_stack(self.flatten(x))
 
 
 class DeeperMLP(nn.Module):
-    """The deeper MNIST MLP of the notes: 784 -> 512 -> 256 -> 128 -> 64 -> 10."""
+    """The notes' deeper MNIST MLP: 784 -> 512 -> 256 -> 128 -> 64 -> 10."""
 
     def __init__(self):
         super().__init__()
-        sizes = [28 * 28, 512, 256, 128, 64]
-        layers: list[nn.Module] = [nn.Flatten()]
-        for n_in, n_out in itertools.pairwise(sizes):
-            layers += [nn.Linear(n_in, n_out), nn.ReLU()]
-        layers.append(nn.Linear(sizes[-1], 10))
-        self.layers = nn.Sequential(*layers)
+        self.layers = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(),
+            nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(),
+            nn.Linear(64, 10),
+        )  # fmt: skip
 
     def forward(self, x):
         return self.layers(x)
 
 
-def inspect_model(model: nn.Module) -> int:
-    print("\n# 2. The model")
-    print(model)
-    for name, parameter in model.named_parameters():
-        print(f"  {name}: size {list(parameter.shape)}")
-    total = sum(parameter.numel() for parameter in model.parameters())
-    print(f"  {total:,} parameters")
-    # Call the model, never model.forward(x): __call__ also runs the hooks PyTorch relies on.
-    logits = model(torch.rand(1, 28, 28))
-    probabilities = nn.Softmax(dim=1)(logits)
-    print(f"  random input -> logits {list(logits.shape)}, predicted class "
-          f"{probabilities.argmax(1).item()} (p = {probabilities.max().item():.3f})")  # fmt: skip
-    return total
-
-
-# %% 3. Data: the whole split as one normalized tensor
-def load_split(name: str, args, train: bool, limit: int | None = None) -> TensorDataset:
-    """A dataset split as a TensorDataset of (N x 1 x 28 x 28 floats in [0, 1], labels).
-
-    The usual recipe, `transform=Compose([ToTensor(), Normalize(...)])`, decodes and converts every
-    image again in every epoch. These images fit in memory (60 000 x 784 bytes = 47 MB), so we
-    convert them once: on a 2-core CPU an epoch of this lesson's MLP took 5.1 s the usual way and
-    2.0 s this way.
-    """
-    dataset = vision_dataset(name, args, train=train)  # no transform: raw uint8 images
-    count = len(dataset) if limit is None else min(limit, len(dataset))
-    if is_stand_in(dataset):  # the offline stand-in makes images on demand: build only those
-        pixels = torch.stack([pil_to_tensor(dataset[i][0]) for i in range(count)])
-    else:  # torchvision keeps the whole split as one uint8 tensor in `.data`
-        pixels = dataset.data[:count].unsqueeze(1)
-    labels = torch.as_tensor(dataset.targets[:count])
-    return TensorDataset(pixels.float() / 255, labels)
-
-
-def normalize(train: TensorDataset, test: TensorDataset) -> tuple[float, float]:
-    """Shift and scale both splits by the TRAINING mean and std (the test set must not leak in)."""
-    mean, std = train.tensors[0].mean().item(), train.tensors[0].std().item()
-    for split in (train, test):
-        split.tensors[0].sub_(mean).div_(std)
-    print(f"  normalized with the training mean {mean:.4f} and std {std:.4f}")
-    return mean, std
-
-
-def make_loaders(train, test, batch_size: int, device: torch.device, seed: int):
-    # The data is already decoded in memory, so worker processes would only add overhead; on CUDA
-    # pinned memory still lets `to_device(..., non_blocking)` overlap copies with compute.
-    options = loader_options(device, workers=0)
-    shuffle = torch.Generator().manual_seed(seed)  # the same batch order on every run
-    train_loader = DataLoader(train, batch_size, shuffle=True, generator=shuffle, **options)
-    test_loader = DataLoader(test, 1000, shuffle=False, **options)
-    return train_loader, test_loader
-
-
-# %% 4. The training loop
-def train_loop(loader, model, loss_fn, optimizer, device, scaler, max_batches=None) -> float:
-    """One pass over `loader` (or its first `max_batches`); returns the mean training loss."""
-    model.train()  # layers such as Dropout/BatchNorm behave differently in training
-    total, batches = 0.0, 0
-    for batch, (images, labels) in enumerate(loader):
-        if max_batches is not None and batch >= max_batches:
-            break
-        images, labels = to_device((images, labels), device)
-        with mixed_precision(device):  # float16 on CUDA, a no-op on the CPU
-            loss = loss_fn(model(images), labels)
-        optimizer.zero_grad()  # gradients accumulate unless cleared
-        scaler.scale(loss).backward()  # the scaler keeps float16 gradients from underflowing
-        scaler.step(optimizer)
-        scaler.update()
-        total += loss.item()
-        batches += 1
-        if batch % 200 == 0:
-            print(f"    batch {batch:4d}/{len(loader)}  loss {loss.item():.4f}")
-    return total / max(batches, 1)
-
-
-def test_loop(loader, model, loss_fn, device) -> tuple[float, float]:
-    """Average loss and accuracy over `loader`; no gradients are needed to evaluate."""
-    model.eval()
-    loss_sum, correct, count = 0.0, 0, 0
-    with torch.no_grad():
-        for images, labels in loader:
-            images, labels = to_device((images, labels), device)
-            with mixed_precision(device):
-                logits = model(images)
-            loss_sum += loss_fn(logits.float(), labels).item() * len(labels)
-            correct += (logits.argmax(1) == labels).sum().item()
-            count += len(labels)
-    return loss_sum / count, correct / count
-
-
-# %% 5. Hyper-parameters: the tutorial's SGD lr 1e-3 against Adam
-def compare_optimizers(train, test, args, batches: int) -> dict:
-    print(f"\n# 5. The same {batches} batches of 64 with two optimizers")
-    loss_fn = nn.CrossEntropyLoss()
-    results = {}
-    recipes = {
-        "SGD lr 1e-3 (the tutorial)": lambda params: torch.optim.SGD(params, lr=1e-3),
-        "Adam lr 1e-3": lambda params: torch.optim.Adam(params, lr=1e-3),
-    }
-    for name, make_optimizer in recipes.items():
-        torch.manual_seed(args.seed)
-        model = NeuralNetwork().to(args.device)
-        train_loader, test_loader = make_loaders(train, test, 64, args.device, args.seed)
-        optimizer = make_optimizer(model.parameters())
-        scaler = gradient_scaler(args.device)
-        loss = train_loop(train_loader, model, loss_fn, optimizer, args.device, scaler, batches)
-        _, accuracy = test_loop(test_loader, model, loss_fn, args.device)
-        print(f"  {name}: train loss {loss:.3f}, test accuracy {accuracy:.3f}")
-        results[name] = accuracy
-    print("  SGD with lr 1e-3 takes tiny steps: the notes needed 10 epochs (152 s) for 0.712.")
-    return results
-
-
-# %% 6. Training the default recipe
-def train(args, model, train, test, optimizer) -> dict:
-    loss_fn = nn.CrossEntropyLoss()
-    scaler = gradient_scaler(args.device)
-    train_loader, test_loader = make_loaders(train, test, args.batch_size, args.device, args.seed)
-    history = {
-        "loss_history": [],
-        "test_loss_per_epoch": [],
-        "test_accuracy_per_epoch": [],
-        "epoch_seconds": [],
-    }
-    for epoch in range(1, args.epochs + 1):
-        synchronize(args.device)
-        started = time.perf_counter()
-        train_loss = train_loop(train_loader, model, loss_fn, optimizer, args.device, scaler)
-        synchronize(args.device)
-        seconds = time.perf_counter() - started
-        # The notes' MNIST code evaluates on the TRAINING set by mistake (its test_loader wraps
-        # train_dataset), which flatters the model. Here the held-out test split is measured.
-        test_loss, accuracy = test_loop(test_loader, model, loss_fn, args.device)
-        print(f"  epoch {epoch}: train loss {train_loss:.4f} | test loss {test_loss:.4f} | "
-              f"test accuracy {accuracy:.4f} | {seconds:.2f} s")  # fmt: skip
-        for key, value in zip(history, (train_loss, test_loss, accuracy, seconds)):
-            history[key].append(value)
-    return history
-
-
-def plot(history: dict, title: str, path: Path) -> None:
-    epochs = range(1, len(history["loss_history"]) + 1)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
-    left.plot(epochs, history["loss_history"], "o-", label="train")
-    left.plot(epochs, history["test_loss_per_epoch"], "o-", label="test")
-    left.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
-    left.legend()
-    right.plot(epochs, history["test_accuracy_per_epoch"], "o-")
-    right.set(xlabel="epoch", ylabel="accuracy", title="test accuracy")
-    fig.suptitle(title)
-    save_figure(fig, path)
-
-
-# %% Main
-def configure(parser) -> None:
-    parser.add_argument(
-        "--variant",
-        choices=["fashion", "deeper"],
-        default="fashion",
-        help="fashion: NeuralNetwork + Adam on FashionMNIST (default); "
-        "deeper: the deeper MLP with SGD momentum 0.5 on MNIST",
-    )
-    parser.add_argument(
-        "--train-images",
-        type=positive_int,
-        default=None,
-        help="train on the first N training images only (default all; --quick: 1024)",
-    )
-    parser.add_argument(
-        "--lr", type=positive_float, default=None, help="learning rate (default 1e-3 / 0.01)"
-    )
-
-
-def main(argv=None) -> dict:
-    args = lesson_args(
-        __doc__, argv, name=LESSON, configure=configure, epochs=10, batch_size=128, seed=0
-    )
-    if args.quick:  # a smoke run: 3 epochs of 8 batches
-        args.epochs = min(args.epochs, 3)
-    started = time.perf_counter()
-    references.clear()
-    softmax_and_cross_entropy()
-    deeper = args.variant == "deeper"
-    model = DeeperMLP() if deeper else NeuralNetwork()
-    parameters = inspect_model(model)
-
-    dataset = "MNIST" if deeper else "FashionMNIST"
-    print(f"\n# 3. Data: {dataset}")
-    train_limit, test_limit = (QUICK_TRAIN, QUICK_TEST) if args.quick else (None, None)
-    train_limit = args.train_images or train_limit
-    train_set = load_split(dataset, args, train=True, limit=train_limit)
-    test_set = load_split(dataset, args, train=False, limit=test_limit)
-    print(f"  {len(train_set)} training and {len(test_set)} test images")
-    normalize(train_set, test_set)
-
-    print("\n# 4. train_loop / test_loop are defined above; they are used from here on")
-    baseline = {}
-    if not deeper:
-        baseline = compare_optimizers(
-            train_set, test_set, args, 4 if args.quick else BASELINE_BATCHES
-        )
-
-    model = model.to(args.device)
-    if deeper:  # the notes' recipe for this net
-        lr = args.lr or 0.01
-        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.5)
-        recipe = f"SGD lr {lr:g} momentum 0.5"
-    else:  # Adam adapts a step size per weight: far fewer epochs than plain SGD
-        lr = args.lr or 1e-3
-        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-        recipe = f"Adam lr {lr:g}"
-    print(f"\n# 6. Training: {recipe}, batch size {args.batch_size}, {args.epochs} epochs")
-    history = train(args, model, train_set, test_set, optimizer)
-    train_seconds = sum(history["epoch_seconds"])
-    wall_seconds = time.perf_counter() - started
-    accuracy = history["test_accuracy_per_epoch"][-1]
-    print(f"  final test accuracy {accuracy:.4f}; {train_seconds:.0f} s of training, "
-          f"{wall_seconds:.0f} s for the whole lesson")  # fmt: skip
-    if not deeper and not args.quick:
-        beaten = accuracy > 0.712 and wall_seconds < 152 / 2
-        print(f"  the notes' recipe: 0.712 in 152 s; this run "
-              f"{'beats' if beaten else 'does NOT beat'} it in under half the time")  # fmt: skip
-    plot(history, f"{dataset}: {recipe}", args.out / "training.png")
-
-    metrics = {
-        "test_accuracy": accuracy,
-        "dataset": dataset,
-        "variant": args.variant,
-        "recipe": recipe,
-        "batch_size": args.batch_size,
-        "epochs": args.epochs,
-        "parameters": parameters,
-        **history,
-        "train_seconds": train_seconds,
-        "wall_seconds": wall_seconds,
-        "baseline_accuracy": baseline,
-        **references.metrics(),
-    }
-    write_metrics(args.out, metrics, headline="test_accuracy")
-    return metrics
+def predict(model: nn.Module, x: torch.Tensor) -> tuple[int, float]:
+    """(predicted class, its softmax probability) for one input."""
+    # The notes call model.forward(x) directly. Call model(x): __call__ runs forward AND the
+    # hooks PyTorch (and tools built on it) attach to modules.
+    probabilities = nn.Softmax(dim=1)(model(x))
+    return probabilities.argmax(1).item(), probabilities.max().item()
 
 
 if __name__ == "__main__":
-    main()
+    model = (DeeperMLP() if args.variant == "deeper" else NeuralNetwork()).to(device)
+    print(model)
+    for name, parameter in model.named_parameters():
+        print(f"{name}: size {list(parameter.shape)}")
+    parameter_count = sum(parameter.numel() for parameter in model.parameters())
+    print(f"{parameter_count:,} parameters")
+    predicted, probability = predict(model, torch.rand(1, 28, 28, device=device))
+    print(f"a random input: predicted class {predicted} with probability {probability:.3f} "
+          "(untrained: a guess)")  # fmt: skip
+
+# %% [markdown]
+# ## 4. The data, as one tensor per split
+# Lesson 03 decodes every image through a transform (`ToTensor`, `Normalize`) each time it is
+# used. This lesson reads the 60,000 training images ten times, so it converts them **once**:
+# torchvision already holds a split as one uint8 tensor (`dataset.data`, N×28×28); as floats the
+# training split takes 188 MB, small enough to keep in memory, and slicing it is much faster
+# than converting images one by one in every epoch. What `Normalize` would do is done by hand:
+# subtract the *training* mean, divide by its standard deviation, for both splits (the test
+# images must not influence the statistics).
+
+
+# %%
+def load_split(name: str, args, train: bool, limit: int | None = None) -> TensorDataset:
+    """A split as (N x 1 x 28 x 28 floats in [0, 1], labels)."""
+    dataset = vision_dataset(name, args, train=train)
+    images = dataset.data[:limit].unsqueeze(1).float() / 255  # add the channel dimension
+    return TensorDataset(images, torch.as_tensor(dataset.targets[:limit]))
+
+
+def normalize(train: TensorDataset, test: TensorDataset) -> tuple[float, float]:
+    """Standardize both splits, in place, with the TRAINING mean and std; returns them."""
+    mean, std = train.tensors[0].mean().item(), train.tensors[0].std().item()
+    for split in (train, test):
+        split.tensors[0].sub_(mean).div_(std)
+    return mean, std
+
+
+if __name__ == "__main__":
+    dataset_name = "MNIST" if args.variant == "deeper" else "FashionMNIST"
+    train_limit = args.train_images or (1024 if args.quick else None)  # None: every image
+    train_set = load_split(dataset_name, args, train=True, limit=train_limit)
+    test_set = load_split(dataset_name, args, train=False, limit=512 if args.quick else None)
+    mean, std = normalize(train_set, test_set)
+    shuffle = torch.Generator().manual_seed(args.seed)  # the same batch order on every run
+    train_loader = DataLoader(train_set, args.batch_size, shuffle=True, generator=shuffle)
+    test_loader = DataLoader(test_set, batch_size=1000)
+    images, labels = next(iter(train_loader))
+    print(f"{dataset_name}: {len(train_set):,} training and {len(test_set):,} test images, "
+          f"standardized with the training mean {mean:.4f} and std {std:.4f}")  # fmt: skip
+    print(f"one batch: images {list(images.shape)}, labels {list(labels.shape)}")
+
+# %% [markdown]
+# ## 5. The training loop and the test loop
+# One training step is five lines: move the batch to the device, forward pass and loss, clear
+# the old gradients (they add up otherwise), back-propagate, let the optimizer update the
+# weights. `model.train()` / `model.eval()` switch layers such as Dropout and BatchNorm between
+# their two behaviours (this MLP has none, but the habit matters), and `torch.no_grad()` skips
+# recording the graph while testing. An untrained model scores about chance, 1 in 10:
+
+
+# %%
+def train_loop(dataloader, model, loss_fn, optimizer, device) -> float:
+    """One pass over `dataloader`; returns the mean loss of its batches."""
+    model.train()
+    total = 0.0
+    for X, y in progress(dataloader, desc="training"):
+        X, y = X.to(device), y.to(device)
+        loss = loss_fn(model(X), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        total += loss.item()
+    return total / len(dataloader)
+
+
+def test_loop(dataloader, model, loss_fn, device) -> tuple[float, float]:
+    """(average loss, accuracy) over every sample of `dataloader`."""
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    with torch.no_grad():
+        for X, y in dataloader:
+            X, y = X.to(device), y.to(device)
+            logits = model(X)
+            loss_sum += loss_fn(logits, y).item() * len(y)
+            correct += (logits.argmax(1) == y).sum().item()
+    size = len(dataloader.dataset)
+    return loss_sum / size, correct / size
+
+
+if __name__ == "__main__":
+    loss_fn = nn.CrossEntropyLoss()
+    untrained_loss, untrained_accuracy = test_loop(test_loader, model, loss_fn, device)
+    print(f"untrained: test loss {untrained_loss:.4f}, test accuracy {untrained_accuracy:.4f}")
+
+# %% [markdown]
+# ## 6. Hyper-parameters: the learning rate matters
+# The learning rate (how far each step moves), the batch size (samples per step) and the
+# number of epochs (passes over the data) are chosen, not learned. The notes train this network
+# with plain SGD at lr $10^{-3}$: each step is tiny, so it needs many epochs. Adam adapts a step
+# size for every weight. The same batches of 64, from the same starting weights, with both:
+
+
+# %%
+def compare_optimizers(train_set, test_loader, images: int, device, seed: int) -> dict:
+    """{optimizer: (train loss, test accuracy)} after one pass over the first `images` images."""
+    recipes = {
+        "SGD lr 1e-3 (the notes)": lambda parameters: torch.optim.SGD(parameters, lr=1e-3),
+        "Adam lr 1e-3 (this lesson)": lambda parameters: torch.optim.Adam(parameters, lr=1e-3),
+    }
+    first = Subset(train_set, range(min(images, len(train_set))))
+    loss_fn, results = nn.CrossEntropyLoss(), {}
+    for name, make_optimizer in recipes.items():
+        torch.manual_seed(seed)
+        model = NeuralNetwork().to(device)
+        loader = DataLoader(first, 64, shuffle=True, generator=torch.Generator().manual_seed(seed))
+        train_loss = train_loop(loader, model, loss_fn, make_optimizer(model.parameters()), device)
+        results[name] = (train_loss, test_loop(test_loader, model, loss_fn, device)[1])
+    return results
+
+
+if __name__ == "__main__":
+    comparison_images = 256 if args.quick else 19_200
+    comparison = compare_optimizers(train_set, test_loader, comparison_images, device, args.seed)
+    print(f"{comparison_images // 64} batches of 64, one model per optimizer:")
+    for name, (train_loss, accuracy) in comparison.items():
+        print(f"{name}: train loss {train_loss:.4f}, test accuracy {accuracy:.4f}")
+
+# %% [markdown]
+# ## 7. Training
+# Now the full recipe: Adam on standardized FashionMNIST (or, with `--variant deeper`, the
+# notes' SGD with momentum 0.5 on MNIST), one `train_loop` and one `test_loop` per epoch.
+
+# %%
+if __name__ == "__main__":
+    if args.variant == "deeper":  # the notes' recipe for this network
+        lr = args.lr or 0.01
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.5)
+        recipe = f"SGD lr {lr:g} momentum 0.5"
+    else:
+        lr = args.lr or 1e-3
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        recipe = f"Adam lr {lr:g}"
+    history = {"loss_history": [], "test_losses": [], "test_accuracies": [], "epoch_seconds": []}
+    print(f"{recipe}, batch size {args.batch_size}, {epochs} epochs")
+    for epoch in range(1, epochs + 1):
+        epoch_started = time.perf_counter()
+        train_loss = train_loop(train_loader, model, loss_fn, optimizer, device)
+        seconds = time.perf_counter() - epoch_started
+        # The notes' MNIST test loader wraps the training set by mistake, so their "test"
+        # accuracy is a training accuracy. Here the held-out test split is measured.
+        test_loss, accuracy = test_loop(test_loader, model, loss_fn, device)
+        for key, value in zip(history, (train_loss, test_loss, accuracy, seconds)):
+            history[key].append(value)
+        print(f"epoch {epoch}: train loss {train_loss:.4f} | test loss {test_loss:.4f} | "
+              f"test accuracy {accuracy:.4f} | {seconds:.1f} s")  # fmt: skip
+
+# %% [markdown]
+# ## 8. Results
+# Both losses falling means the model still learns; a test loss that rises while the training
+# loss keeps falling would mean it has started to memorize the training images.
+
+# %%
+if __name__ == "__main__":
+    epoch_numbers = range(1, len(history["loss_history"]) + 1)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+    left.plot(epoch_numbers, history["loss_history"], "o-", label="train")
+    left.plot(epoch_numbers, history["test_losses"], "o-", label="test")
+    left.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    left.legend()
+    right.plot(epoch_numbers, history["test_accuracies"], "o-")
+    right.set(xlabel="epoch", ylabel="accuracy", title="test accuracy")
+    fig.suptitle(f"{dataset_name}: {recipe}")
+    save_figure(fig, args.out / "training.png")
+
+    metrics = {
+        "test_accuracy": history["test_accuracies"][-1],
+        "dataset": dataset_name,
+        "variant": args.variant,
+        "recipe": recipe,
+        "batch_size": args.batch_size,
+        "epochs": epochs,
+        "parameters": parameter_count,
+        **history,
+        "optimizer_comparison": {name: accuracy for name, (_, accuracy) in comparison.items()},
+        "cross_entropy": {**by_hand, **with_pytorch},
+        "wall_seconds": time.perf_counter() - started,
+    }
+    print(f"final test accuracy {metrics['test_accuracy']:.4f}; "
+          f"{metrics['wall_seconds']:.0f} s for the whole lesson")  # fmt: skip
+    write_metrics(args.out, metrics, headline="test_accuracy")
