@@ -1,32 +1,22 @@
 """CNN architectures: the CIFAR-10 Net, Inception and residual blocks, BatchNorm and Dropout.
 
 What you will learn
-  - the classic CIFAR-10 `Net` (conv 3->6, conv 6->16, fc 400->120->84->10), trained and judged
-    per class, with a grid of test images and its predictions
-  - an Inception module: four branches side by side, concatenated to 16+24+24+24 = 88 channels
-  - a residual block: y = relu(x + F(x)), and a ResNet block with a downsampling shortcut
-  - where BatchNorm goes (after the conv, before the activation; conv without bias), what Dropout
-    does, and why `model.eval()` matters for both
-  - training any folder of images (`--image-folder DIR`, one sub-folder per class)
-
+  - the CIFAR-10 `Net` (conv 3->6, conv 6->16, fc 400->120->84->10), its accuracy per class
+  - an Inception module (16+24+24+24 = 88 channels) and residual blocks, in MNIST nets
+  - BatchNorm and Dropout, `model.train()` vs `model.eval()`; a downsampling ResNet block
 How to run
-    python lessons/08_cnn_architectures.py                           # CIFAR-10 Net
+    python lessons/08_cnn_architectures.py                    # the CIFAR-10 Net
     python lessons/08_cnn_architectures.py --image-folder ../shared/datasets/CIFAR10-jpg
-    python lessons/08_cnn_architectures.py --model resnet            # residual net on MNIST
-    python lessons/08_cnn_architectures.py --model inception --epochs 2
-    python lessons/08_cnn_architectures.py --quick                   # seconds
-CIFAR-10 comes from the data root (torchvision's `cifar-10-batches-py`; downloaded when missing and
-allowed; offline, a synthetic stand-in). `--image-folder DIR` reads `DIR/train/<class>/*` and
-`DIR/test/<class>/*` (any image files; resized to 32x32) instead.
-Open the file in VS Code or Jupyter to run it cell by cell (`# %%` marks the cells).
+    python lessons/08_cnn_architectures.py --model resnet     # or inception; on MNIST
+    python lessons/08_cnn_architectures.py --quick            # seconds
+Data comes from the data root (torchvision's layout; offline, a synthetic stand-in);
+`--image-folder DIR` reads DIR/train/<class>/* and DIR/test/<class>/* (resized to 32x32).
 
-Time: --quick ~6 s, full ~2 min on a 2-core CPU (cifar_net on the JPEG copy: test accuracy 0.68,
-the notes' recipe 0.55; --model resnet ~40 s, MNIST 0.993).
+Time: --quick ~15 s, full ~70 s on a 2-core CPU (cifar_net on the JPEG copy, test accuracy about
+0.68; --model resnet ~30 s and inception ~2.5 min on MNIST, about 0.99).
 """
 
-# %% Imports
-from __future__ import annotations
-
+# %%
 import time
 from pathlib import Path
 
@@ -37,54 +27,84 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
+from torchvision.datasets import ImageFolder
 
 from common.cli import lesson_args, positive_int
-from common.data import DataError, is_stand_in, vision_dataset
-from common.device import gradient_scaler, loader_options, mixed_precision, synchronize, to_device
-from common.report import ReferenceValues, save_figure, write_metrics
+from common.data import DataError, vision_dataset
+from common.report import progress, save_figure, write_metrics
 
-LESSON = Path(__file__).stem
 DEFAULT_EPOCHS = {"cifar_net": 12, "inception": 3, "resnet": 3}
-QUICK_TRAIN, QUICK_TEST = 512, 256  # images used by --quick
-# CURRICULUM.md §08 targets (full run, real data); the notes' own CIFAR-10 Net reaches 0.55.
-TARGETS = {"cifar_net": 0.60, "inception": 0.99, "resnet": 0.99}
-references = ReferenceValues()  # label -> (value, matches the reference?)
 
 
-def parameter_count(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+def configure(parser) -> None:
+    add = parser.add_argument
+    add("--model", choices=list(DEFAULT_EPOCHS), default="cifar_net",
+        help="cifar_net (CIFAR-10, default), inception or resnet (MNIST)")  # fmt: skip
+    add("--image-folder", metavar="DIR", type=Path,
+        help="train cifar_net on DIR/train/<class>/*, DIR/test/<class>/*")  # fmt: skip
+    add("--train-images", type=positive_int, help="train on N images (default all; --quick 512)")
+    parser.set_defaults(epochs=None)  # each model has its own number of epochs
+    epochs = next(action for action in parser._actions if action.dest == "epochs")
+    epochs.help = "training epochs (default: cifar_net 12, inception 3, resnet 3; --quick 2)"
 
 
-# %% 1. The CIFAR-10 Net of the PyTorch tutorial
+if __name__ == "__main__":  # true in a script and in a notebook, false when a test imports us
+    args = lesson_args(__doc__, name="08_cnn_architectures", configure=configure, batch_size=64)
+    if args.image_folder and args.model != "cifar_net":
+        raise DataError("--image-folder trains cifar_net; drop --model or use --model cifar_net")
+    args.epochs = args.epochs or (2 if args.quick else DEFAULT_EPOCHS[args.model])
+    device, started = args.device, time.perf_counter()
+
+# %% [markdown]
+# ## 1. The CIFAR-10 Net
+# The net of PyTorch's CIFAR-10 tutorial: two 5×5 convolutions, each followed by ReLU and 2×2
+# max pooling, then three linear layers. A 5×5 kernel without padding takes 2 pixels off each
+# side: $3{\times}32{\times}32 \to 6{\times}28{\times}28 \to$ (pool) $6{\times}14{\times}14 \to
+# 16{\times}10{\times}10 \to$ (pool) $16{\times}5{\times}5 = 400$ features for `fc1`.
+
+
+# %%
 class Net(nn.Module):
     def __init__(self, classes: int = 10):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 6, 5)  # 3x32x32 -> 6x28x28, pooled to 6x14x14
-        self.conv2 = nn.Conv2d(6, 16, 5)  # -> 16x10x10, pooled to 16x5x5 = 400 features
-        self.pool = nn.MaxPool2d(2)
+        self.conv1, self.conv2, self.pool = nn.Conv2d(3, 6, 5), nn.Conv2d(6, 16, 5), nn.MaxPool2d(2)
         self.fc1, self.fc2 = nn.Linear(400, 120), nn.Linear(120, 84)
         self.fc3 = nn.Linear(84, classes)
 
     def forward(self, x):
         x = self.pool(F.relu(self.conv1(x)))
-        x = self.pool(F.relu(self.conv2(x)))
-        x = torch.flatten(x, 1)
+        x = torch.flatten(self.pool(F.relu(self.conv2(x))), 1)
         return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
 
 
-# %% 2. Inception: several kernel sizes side by side, concatenated along the channels
+def net_shapes() -> dict:
+    net = Net()
+    return {"Net on 2x3x32x32": list(net(torch.zeros(2, 3, 32, 32)).shape),
+            "Net fc1 inputs (16x5x5)": net.fc1.in_features,
+            "Net parameters": sum(p.numel() for p in net.parameters())}  # fmt: skip
+
+
+if __name__ == "__main__":
+    for label, value in net_shapes().items():
+        print(f"{label}: {value}")
+
+# %% [markdown]
+# ## 2. Inception: several kernel sizes side by side
+# Which kernel size is best? An Inception module runs a 1×1, a 5×5, a double 3×3 and an
+# average-pool branch on the same input, each padded to keep $H \times W$, and concatenates them
+# along the channels: $16 + 24 + 24 + 24 = 88$ (1×1 convs shrink the channels first, so the big
+# kernels stay cheap). The MNIST net, a plain chain of layers and so an `nn.Sequential`, leaves
+# $88 \times 4 \times 4 = 1408$ features after its second module for the last linear layer.
+
+
+# %%
 class InceptionA(nn.Module):
-    def __init__(self, in_channels: int):
+    def __init__(self, channels: int):
         super().__init__()
-        self.branch1x1 = nn.Conv2d(in_channels, 16, 1)
-        # 1x1 convs first shrink the channels, so the 5x5 and 3x3 convs stay cheap.
-        self.branch5x5 = nn.Sequential(
-            nn.Conv2d(in_channels, 16, 1), nn.Conv2d(16, 24, 5, padding=2)
-        )
-        self.branch3x3 = nn.Sequential(
-            nn.Conv2d(in_channels, 16, 1), nn.Conv2d(16, 24, 3, padding=1),
-            nn.Conv2d(24, 24, 3, padding=1))  # fmt: skip
-        self.branch_pool = nn.Conv2d(in_channels, 24, 1)
+        self.branch1x1, self.branch_pool = nn.Conv2d(channels, 16, 1), nn.Conv2d(channels, 24, 1)
+        self.branch5x5 = nn.Sequential(nn.Conv2d(channels, 16, 1), nn.Conv2d(16, 24, 5, padding=2))
+        self.branch3x3 = nn.Sequential(nn.Conv2d(channels, 16, 1), nn.Conv2d(16, 24, 3, padding=1),
+                                       nn.Conv2d(24, 24, 3, padding=1))  # fmt: skip
 
     def forward(self, x):
         pooled = self.branch_pool(F.avg_pool2d(x, 3, stride=1, padding=1))
@@ -92,22 +112,62 @@ class InceptionA(nn.Module):
         return torch.cat(branches, dim=1)  # 16 + 24 + 24 + 24 = 88 channels, same H x W
 
 
-class InceptionNet(nn.Module):
-    """MNIST: conv 1->10, Inception -> 88, conv 88->20, Inception -> 88, fc 88*4*4 = 1408 -> 10."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1, self.conv2 = nn.Conv2d(1, 10, 5), nn.Conv2d(88, 20, 5)
-        self.incep1, self.incep2 = InceptionA(10), InceptionA(20)
-        self.fc = nn.Linear(1408, 10)
-
-    def forward(self, x):
-        x = self.incep1(F.relu(F.max_pool2d(self.conv1(x), 2)))  # 10x12x12 -> 88x12x12
-        x = self.incep2(F.relu(F.max_pool2d(self.conv2(x), 2)))  # 20x4x4 -> 88x4x4
-        return self.fc(torch.flatten(x, 1))
+def inception_net() -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(1, 10, 5), nn.MaxPool2d(2), nn.ReLU(), InceptionA(10),   # 88 x 12 x 12
+        nn.Conv2d(88, 20, 5), nn.MaxPool2d(2), nn.ReLU(), InceptionA(20),  # 88 x 4 x 4
+        nn.Flatten(), nn.Linear(1408, 10))  # fmt: skip
 
 
-# %% 3. Residual blocks: learn a correction F(x) and add it to the input
+def inception_shapes() -> dict:
+    net, channels = inception_net(), InceptionA(10)(torch.zeros(2, 10, 12, 12)).shape[1]
+    return {"InceptionA channels (16+24+24+24)": channels,
+            "Inception net fc inputs (88x4x4)": net[-1].in_features,
+            "Inception net parameters": sum(p.numel() for p in net.parameters())}  # fmt: skip
+
+
+if __name__ == "__main__":
+    for label, value in inception_shapes().items():
+        print(f"{label}: {value}")
+
+# %% [markdown]
+# ## 3. BatchNorm and Dropout: why `model.eval()` matters
+# `BatchNorm2d` goes right after a convolution, before the activation: it scales each channel to
+# mean 0 and variance 1, then by a learned $\gamma$ plus a learned shift $\beta$ (so the conv needs
+# no bias: `bias=False`). Training, it uses the batch's statistics and keeps running averages of
+# them; evaluating, those averages. Dropout zeroes a random share $p$ of its inputs and scales the
+# rest by $1/(1-p)$ in training, and does nothing in evaluation. Forget `model.eval()` before
+# testing and predictions turn random and batch-dependent.
+
+
+# %%
+def train_vs_eval() -> dict[str, bool]:
+    """The same input twice through a conv -> BatchNorm -> ReLU -> Dropout model, in each mode."""
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+                          nn.Flatten(), nn.Dropout(0.5), nn.Linear(8 * 6 * 6, 2))  # fmt: skip
+    x = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    training = [model.train()(x) for _ in range(2)]  # Dropout draws a new mask on each call
+    with torch.no_grad():
+        evaluating = [model.eval()(x) for _ in range(2)]
+    return {"train mode, same input twice: equal outputs?": torch.equal(*training),
+            "eval mode, same input twice: equal outputs?": torch.equal(*evaluating)}  # fmt: skip
+
+
+if __name__ == "__main__":
+    for label, value in train_vs_eval().items():
+        print(f"{label} {value}")
+
+# %% [markdown]
+# ## 4. Residual blocks: learn a correction, add it to the input
+# A residual block computes $y = \mathrm{relu}(x + F(x))$, $F$ being two shape-keeping 3×3 convs:
+# a block that should do almost nothing only learns $F \approx 0$, and the identity path carries
+# the gradient straight through deep stacks. The MNIST net (conv 1→16, block, conv 16→32, block)
+# ends with $32 \times 4 \times 4 = 512$ features. ResNet's block adds BatchNorm and may halve
+# $H \times W$ with a stride-2 conv; then $x$ no longer fits $F(x)$, and a stride-2 1×1 conv
+# on the shortcut reshapes it.
+
+
+# %%
 class ResidualBlock(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
@@ -115,101 +175,59 @@ class ResidualBlock(nn.Module):
         self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
 
     def forward(self, x):
-        # The identity path lets gradients flow straight through deep stacks of blocks.
         return F.relu(x + self.conv2(F.relu(self.conv1(x))))
 
 
-class ResidualNet(nn.Module):
-    """MNIST: conv 1->16, residual, conv 16->32, residual, fc 32*4*4 = 512 -> 10."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1, self.conv2 = nn.Conv2d(1, 16, 5), nn.Conv2d(16, 32, 5)
-        self.block1, self.block2 = ResidualBlock(16), ResidualBlock(32)
-        self.fc = nn.Linear(512, 10)
-
-    def forward(self, x):
-        x = self.block1(F.relu(F.max_pool2d(self.conv1(x), 2)))
-        x = self.block2(F.relu(F.max_pool2d(self.conv2(x), 2)))
-        return self.fc(torch.flatten(x, 1))
+def residual_net() -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 5), nn.MaxPool2d(2), nn.ReLU(), ResidualBlock(16),   # 16 x 12 x 12
+        nn.Conv2d(16, 32, 5), nn.MaxPool2d(2), nn.ReLU(), ResidualBlock(32),  # 32 x 4 x 4
+        nn.Flatten(), nn.Linear(512, 10))  # fmt: skip
 
 
 class ResNetBlock(nn.Module):
-    """ResNet's basic block with BatchNorm; stride 2 halves H x W, so the shortcut must too."""
-
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
         super().__init__()
-        # BatchNorm follows each conv, before the ReLU; its own shift makes a conv bias useless.
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(out_channels)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(out_channels)
         self.shortcut = nn.Identity()
-        if stride != 1 or in_channels != out_channels:  # a 1x1 conv reshapes the input to match
+        if stride != 1 or in_channels != out_channels:
             self.shortcut = nn.Sequential(
                 nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
                 nn.BatchNorm2d(out_channels))  # fmt: skip
 
     def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn1(self.conv1(x)))  # conv -> BatchNorm -> activation
         return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
 
 
-MODELS = {"cifar_net": Net, "inception": InceptionNet, "resnet": ResidualNet}
+def residual_shapes() -> dict:
+    net, x = residual_net(), torch.zeros(2, 64, 32, 32)
+    return {"residual net fc inputs (32x4x4)": net[-1].in_features,
+            "residual net parameters": sum(p.numel() for p in net.parameters()),
+            "ResNetBlock(64, 128, stride 2) on 2x64x32x32": list(ResNetBlock(64, 128, 2)(x).shape),
+            "ResNetBlock(64, 64) on 2x64x32x32": list(ResNetBlock(64, 64)(x).shape)}  # fmt: skip
 
 
-def architectures() -> dict:
-    print("\n# 1-3. Architectures: shapes and sizes")
-    check = references.check
-    check("Net on 2x3x32x32", list(Net()(torch.zeros(2, 3, 32, 32)).shape), [2, 10])
-    check("Net fc1 inputs (16x5x5)", Net().fc1.in_features, 400)
-    check(
-        "InceptionA channels (16+24+24+24)", InceptionA(10)(torch.zeros(2, 10, 12, 12)).shape[1], 88
-    )
-    check("Inception net fc inputs (88x4x4)", InceptionNet().fc.in_features, 1408)
-    check("residual net fc inputs (32x4x4)", ResidualNet().fc.in_features, 512)
-    for net in (InceptionNet, ResidualNet):
-        print(f"  {net.__name__} on 2x1x28x28 -> {list(net()(torch.zeros(2, 1, 28, 28)).shape)}")
-    x = torch.zeros(2, 64, 32, 32)
-    check("ResNetBlock(64, 128, stride 2) on 2x64x32x32", list(ResNetBlock(64, 128, 2)(x).shape),
-          [2, 128, 16, 16])  # fmt: skip
-    check("ResNetBlock(64, 64) on 2x64x32x32", list(ResNetBlock(64, 64)(x).shape), [2, 64, 32, 32])
-    counts = {name: parameter_count(net()) for name, net in MODELS.items()}
-    print(f"  parameters: {counts}  (a 3x3 conv of 64 -> 128 channels alone has 73,728)")
-    return {"parameters": counts}
+if __name__ == "__main__":
+    for label, value in residual_shapes().items():
+        print(f"{label}: {value}")
+    print(f"the downsampling shortcut: {ResNetBlock(64, 128, 2).shortcut}")
+
+# %% [markdown]
+# ## 5. The data, decoded once into one uint8 tensor per split
+# Lesson 03 decodes and transforms every image on every epoch: for the CIFAR-10 JPEGs, 60,000
+# decodes per epoch, more work than training this small Net on two cores. So each split is
+# decoded **once** into an N×3×32×32 uint8 tensor (184 MB for all of CIFAR-10; torchvision keeps
+# its datasets that way in `dataset.data`), and an epoch only slices it. Each channel is then
+# standardized with the mean and standard deviation of the *training* images.
 
 
-# %% 4. BatchNorm and Dropout behave differently in training and evaluation
-def train_vs_eval() -> bool:
-    print("\n# 4. model.train() vs model.eval()")
-    # BatchNorm right after the conv (which needs no bias: BatchNorm's shift replaces it), then
-    # the activation; Dropout sits between fully connected layers.
-    model = nn.Sequential(
-        nn.Conv2d(3, 8, 3, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.Flatten(), nn.Dropout(0.5), nn.Linear(8 * 6 * 6, 2),
-    )  # fmt: skip
-    x = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
-    model.train()  # BatchNorm uses this batch's statistics (and updates its running ones);
-    first, second = model(x), model(x)  # Dropout zeroes a random half each call
-    model.eval()  # BatchNorm uses its running statistics; Dropout does nothing
-    with torch.no_grad():
-        third, fourth = model(x), model(x)
-    print(f"  train mode, same input twice: equal outputs? {torch.equal(first, second)}")
-    print(f"  eval mode, same input twice: equal outputs? {torch.equal(third, fourth)}")
-    print("  forgetting model.eval() before testing makes predictions random and batch-dependent")
-    return not torch.equal(first, second) and torch.equal(third, fourth)
-
-
-# %% 5. Data: whole splits as uint8 tensors, decoded once
-def image_folder_split(folder: Path, split: str, limit: int | None, classes=None):
-    """DIR/split/<class>/* as (N x 3 x 32 x 32 uint8 images, labels, class names), decoded once.
-
-    ImageFolder with a transform would decode and resize every JPEG again in every epoch: 60,000
-    decodes per epoch cost more than training this small Net on 2 cores. Decoded once, the whole
-    CIFAR-10 set is a 184 MB uint8 tensor, and each epoch only slices it.
-    """
-    from torchvision.datasets import ImageFolder
-
+# %%
+def image_folder_split(folder: Path, split: str, limit: int | None = None, classes=None):
+    """DIR/split/<class>/* as (N x 3 x 32 x 32 uint8 images, labels, class names)."""
     if not (folder / split).is_dir():
         raise DataError(f"--image-folder: {folder / split} is not a folder "
                         f"(expected {folder}/{split}/<class>/<images>)")  # fmt: skip
@@ -223,201 +241,124 @@ def image_folder_split(folder: Path, split: str, limit: int | None, classes=None
     if limit is not None:  # a spread over every class, not the first folder only
         samples = samples[:: max(len(samples) // limit, 1)][:limit]
     pixels = np.empty((len(samples), 32, 32, 3), dtype=np.uint8)
-    for i, (path, _) in enumerate(samples):
+    for i, (path, _) in enumerate(progress(samples, desc=f"decoding {split}")):
         try:
             with Image.open(path) as image:
                 pixels[i] = image.convert("RGB").resize((32, 32), Image.BILINEAR)
         except OSError as error:
             raise DataError(f"--image-folder: cannot read {path}: {error}") from None
     labels = torch.tensor([label for _, label in samples])
-    return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous(), labels, listing.classes
+    return torch.from_numpy(pixels).permute(0, 3, 1, 2), labels, listing.classes
 
 
-def torchvision_split(name: str, args, train: bool, limit: int | None):
-    from torchvision.transforms.v2.functional import pil_to_tensor
-
+def torchvision_split(name: str, args, train: bool, limit: int | None = None):
+    """A torchvision dataset's `.data` as (N x C x H x W uint8 images, labels, class names)."""
     dataset = vision_dataset(name, args, train=train)
-    count = len(dataset) if limit is None else min(limit, len(dataset))
-    if is_stand_in(dataset):  # the stand-in makes images on demand: build only these
-        images = torch.stack([pil_to_tensor(dataset[i][0]) for i in range(count)])
-    elif name == "CIFAR10":  # numpy N x H x W x C -> tensor N x C x H x W
-        images = torch.from_numpy(dataset.data[:count]).permute(0, 3, 1, 2)
-    else:
-        images = dataset.data[:count].unsqueeze(1)
-    return images, torch.as_tensor(dataset.targets[:count]), dataset.classes
+    images = torch.as_tensor(dataset.data[:limit])  # CIFAR-10 keeps a numpy N x H x W x C array
+    images = images.permute(0, 3, 1, 2) if images.dim() == 4 else images.unsqueeze(1)
+    return images, torch.as_tensor(dataset.targets[:limit]), dataset.classes
 
 
-def load_data(args):
-    train_limit, test_limit = (QUICK_TRAIN, QUICK_TEST) if args.quick else (None, None)
-    train_limit = args.train_images or train_limit
-    if args.model == "cifar_net" and args.image_folder:
-        folder = Path(args.image_folder).expanduser()
-        train = image_folder_split(folder, "train", train_limit)
-        test = image_folder_split(folder, "test", test_limit, classes=train[2])
+if __name__ == "__main__":
+    train_limit = args.train_images or (512 if args.quick else None)
+    test_limit = 256 if args.quick else None
+    if args.image_folder:
+        train = image_folder_split(args.image_folder.expanduser(), "train", train_limit)
+        test = image_folder_split(args.image_folder.expanduser(), "test", test_limit, train[2])
     else:
         name = "CIFAR10" if args.model == "cifar_net" else "MNIST"
         train = torchvision_split(name, args, True, train_limit)
         test = torchvision_split(name, args, False, test_limit)
-    # Standardize each channel with the TRAINING split's mean and std. The notes use
-    # Normalize(0.5, 0.5), which maps [0, 1] to [-1, 1] but leaves the channels off-centre.
-    pixels = train[0].float() / 255
-    mean, std = pixels.mean(dim=(0, 2, 3), keepdim=True), pixels.std(dim=(0, 2, 3), keepdim=True)
-    std = std.clamp_min(1e-3)  # a channel that never changes would otherwise divide by zero
-    print(f"  {len(train[0])} training, {len(test[0])} test images of {list(train[0].shape[1:])}; "
-          f"{len(train[2])} classes; channel means {mean.flatten().numpy().round(3)}")  # fmt: skip
+    classes, test_labels = train[2], test[1]
+    # The notes use Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)) and say it maps pixels to [0, 1];
+    # (x - 0.5) / 0.5 maps [0, 1] to [-1, 1]. Standardizing per channel also centres each one.
+    train_images, test_images = train[0].float() / 255, test[0].float() / 255
+    std, mean = torch.std_mean(train_images, dim=(0, 2, 3), keepdim=True)
+    std = std.clamp_min(1e-3)  # a channel that never changes would divide by zero
+    train_images, test_images = (train_images - mean) / std, (test_images - mean) / std
+    train_set, test_set = TensorDataset(train_images, train[1]), TensorDataset(test_images, test[1])
+    print(f"{len(train_set):,} training and {len(test_set):,} test images of "
+          f"{list(train_images.shape[1:])}, {len(classes)} classes; "
+          f"channel means {mean.flatten().numpy().round(3)}")  # fmt: skip
 
-    def standardized(split) -> TensorDataset:
-        images, labels, _ = split
-        return TensorDataset((images.float() / 255 - mean) / std, labels)
-
-    return standardized(train), standardized(test), train[2], (mean, std)
-
-
-def random_flip(images: torch.Tensor) -> torch.Tensor:
-    """Mirror a random half of the batch left-right: a cat facing left is still a cat."""
-    flip = torch.rand(len(images), device=images.device) < 0.5
-    return torch.where(flip[:, None, None, None], images.flip(3), images)
+# %% [markdown]
+# ## 6. Training
+# The plain loop of lesson 07. SGD with momentum and a one-cycle schedule (the learning rate
+# climbs to 0.05, then anneals to almost 0, a step every batch) trains these small nets far
+# faster than the notes' fixed learning rate. On photos, a random left-right flip of half of
+# each batch adds variety for free: a cat facing left is still a cat.
 
 
-# %% 6. Training and testing (the loop of lesson 07, with per-class accuracy)
-def train_epoch(model, loader, optimizer, scheduler, scaler, device, augment: bool) -> float:
-    model.train()
+# %%
+MODELS = {"cifar_net": Net, "inception": inception_net, "resnet": residual_net}
+
+
+def train_epoch(model, loader, loss_fn, optimizer, scheduler, device, augment=False) -> float:
+    """One pass over the training data; returns the mean training loss."""
+    model.train()  # BatchNorm and Dropout in training mode (section 3)
     total = 0.0
-    for images, labels in loader:
-        images, labels = to_device((images, labels), device)
-        if augment:
-            images = random_flip(images)
-        with mixed_precision(device):
-            loss = F.cross_entropy(model(images), labels)
+    for images, labels in progress(loader, desc="training"):
+        images, labels = images.to(device), labels.to(device)
+        if augment:  # mirror a random half of the batch left-right
+            flip = torch.rand(len(images), 1, 1, 1, device=device) < 0.5
+            images = torch.where(flip, images.flip(3), images)
+        loss = loss_fn(model(images), labels)
         optimizer.zero_grad()
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()  # OneCycle changes the learning rate every batch
+        loss.backward()
+        optimizer.step()
+        scheduler.step()  # one-cycle: a new learning rate every batch
         total += loss.item()
     return total / len(loader)
 
 
-@torch.no_grad()
-def predict_all(model, loader, device) -> torch.Tensor:
-    model.eval()  # see section 4
-    predictions = []
-    for images, _ in loader:
-        with mixed_precision(device):
-            predictions.append(model(to_device(images, device)).argmax(1).cpu())
-    return torch.cat(predictions)
-
-
-def prediction_grid(test_set, predictions, classes, mean_std, path: Path) -> None:
-    mean, std = mean_std
-    fig, axes = plt.subplots(3, 6, figsize=(10, 5.5))
-    for ax, index in zip(axes.flat, range(0, len(test_set), max(len(test_set) // 18, 1))):
-        image, label = test_set[index]
-        shown = (image * std[0] + mean[0]).permute(1, 2, 0).clamp(0, 1).squeeze()
-        ax.imshow(shown.numpy(), cmap="gray" if shown.dim() == 2 else None)
-        right = predictions[index] == label
-        ax.set_title(f"{classes[label]}\n→ {classes[predictions[index]]}",
-                     color="green" if right else "red", fontsize=8)  # fmt: skip
-        ax.axis("off")
-    fig.suptitle("test images: true label → prediction")
-    save_figure(fig, path)
-
-
-# %% Main
-def configure(parser) -> None:
-    parser.add_argument(
-        "--model",
-        choices=list(MODELS),
-        default="cifar_net",
-        help="cifar_net (CIFAR-10, default), inception or resnet (MNIST)",
-    )
-    parser.add_argument(
-        "--image-folder",
-        metavar="DIR",
-        default=None,
-        help="train cifar_net on DIR/train/<class>/*, DIR/test/<class>/*",
-    )
-    parser.add_argument(
-        "--train-images",
-        type=positive_int,
-        default=None,
-        help=f"train on N training images only (default all; --quick {QUICK_TRAIN})",
-    )
-    for action in parser._actions:  # each model has its own number of epochs by default
-        if action.dest == "epochs":
-            action.default = None
-            defaults = ", ".join(f"{model} {n}" for model, n in DEFAULT_EPOCHS.items())
-            action.help = f"training epochs (default: {defaults}; --quick 2)"
-
-
-def main(argv=None) -> dict:
-    args = lesson_args(__doc__, argv, name=LESSON, configure=configure, batch_size=64)
-    if args.epochs is None:
-        args.epochs = 2 if args.quick else DEFAULT_EPOCHS[args.model]
-    if args.image_folder and args.model != "cifar_net":
-        raise DataError("--image-folder trains cifar_net; drop --model or use --model cifar_net")
-    started = time.perf_counter()
-    references.clear()
-    metrics = architectures()
-    metrics["train_vs_eval_differ"] = train_vs_eval()
-
-    print(f"\n# 5-6. Training {args.model}")
-    train_set, test_set, classes, mean_std = load_data(args)
-    model = MODELS[args.model]().to(args.device)
-    options = loader_options(args.device, workers=0)  # the data is in memory already
-    shuffle = torch.Generator().manual_seed(args.seed)
-    train_loader = DataLoader(train_set, args.batch_size, shuffle=True, generator=shuffle,
-                              **options)  # fmt: skip
-    test_loader = DataLoader(test_set, 1000, **options)
-    # SGD with momentum and a one-cycle schedule (warm up, then anneal) trains these small nets
-    # far faster than the notes' fixed lr 0.001-0.01; the flips help only on photos (CIFAR).
+if __name__ == "__main__":
+    model = MODELS[args.model]().to(device)
+    train_loader = DataLoader(train_set, args.batch_size, shuffle=True)  # lesson_args seeded it
+    test_loader = DataLoader(test_set, batch_size=1000)
+    loss_fn = nn.CrossEntropyLoss()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
     steps = args.epochs * len(train_loader)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.05, total_steps=steps)
-    scaler = gradient_scaler(args.device)
     history = {"loss_history": [], "accuracy_history": [], "epoch_seconds": []}
     for epoch in range(1, args.epochs + 1):
-        synchronize(args.device)
-        epoch_started = time.perf_counter()
-        loss = train_epoch(model, train_loader, optimizer, scheduler, scaler, args.device,
+        epoch_started = time.perf_counter()  # loss.item() waits for the device, so this is fair
+        loss = train_epoch(model, train_loader, loss_fn, optimizer, scheduler, device,
                            augment=args.model == "cifar_net")  # fmt: skip
-        synchronize(args.device)
         seconds = time.perf_counter() - epoch_started
-        # The notes' MNIST nets are "tested" on the training set by mistake; this is the test split.
-        predictions = predict_all(model, test_loader, args.device)
-        accuracy = (predictions == test_set.tensors[1]).float().mean().item()
-        print(f"  epoch {epoch}: train loss {loss:.4f} | test accuracy {accuracy:.4f} | "
-              f"{seconds:.1f} s")  # fmt: skip
+        # The notes "test" their MNIST nets on the training set by mistake; this is the test split.
+        model.eval()  # BatchNorm and Dropout in evaluation mode
+        with torch.no_grad():
+            predictions = torch.cat([model(X.to(device)).argmax(1).cpu() for X, _ in test_loader])
+        accuracy = (predictions == test_labels).float().mean().item()
         for key, value in zip(history, (loss, accuracy, seconds)):
             history[key].append(value)
+        print(f"epoch {epoch}: train loss {loss:.4f} | test accuracy {accuracy:.4f} | "
+              f"{seconds:.1f} s")  # fmt: skip
 
-    labels = test_set.tensors[1]
-    per_class = {  # accuracy within each true class: which ones does the net confuse?
-        classes[c]: round((predictions[labels == c] == c).float().mean().item(), 4)
-        for c in range(len(classes)) if (labels == c).any()
-    }  # fmt: skip
-    print("  accuracy per class: " + ", ".join(f"{k} {v:.2f}" for k, v in per_class.items()))
-    prediction_grid(test_set, predictions, classes, mean_std, args.out / "predictions.png")
-    metrics |= {
-        "test_accuracy": history["accuracy_history"][-1],
-        "model": args.model,
-        "data_source": str(args.image_folder) if args.image_folder else "torchvision",
-        "per_class_accuracy": per_class,
-        **history,
-        "wall_seconds": round(time.perf_counter() - started, 1),
-    }
-    print(f"  final test accuracy {metrics['test_accuracy']:.4f} in {metrics['wall_seconds']:.0f}"
-          f" s ({sum(history['epoch_seconds']):.0f} s training)")  # fmt: skip
-    if args.model == "cifar_net":
-        print("  (the notes' CIFAR-10 recipe: SGD lr 0.001 momentum 0.9, 2 epochs -> 0.55)")
-    if not args.quick:  # the target is for a full run on real data
-        target = TARGETS[args.model] - (0.02 if args.image_folder else 0)  # JPEG copy: lossy
-        references.check(f"{args.model} test accuracy", round(metrics["test_accuracy"], 4),
-                         f">= {target:.2f}", ok=metrics["test_accuracy"] >= target)  # fmt: skip
-    metrics |= references.metrics()
-    write_metrics(args.out, metrics, headline="test_accuracy")
-    return metrics
+# %% [markdown]
+# ## 7. Results: accuracy per class and a look at the predictions
+# One overall accuracy hides which classes the net confuses; the accuracy within each true class
+# shows it (on CIFAR-10, cats and dogs are the hard ones). The grid shows test images with their
+# true label and the prediction, green when right and red when wrong.
 
-
+# %%
 if __name__ == "__main__":
-    main()
+    per_class = {classes[c]: round((predictions[test_labels == c] == c).float().mean().item(), 4)
+                 for c in range(len(classes)) if (test_labels == c).any()}  # fmt: skip
+    print("accuracy per class: " + ", ".join(f"{k} {v:.2f}" for k, v in per_class.items()))
+    fig, axes = plt.subplots(3, 6, figsize=(11, 7))
+    for ax, i in zip(axes.flat, range(0, len(test_images), max(len(test_images) // 18, 1))):
+        shown = (test_images[i] * std[0] + mean[0]).permute(1, 2, 0).clamp(0, 1).squeeze()
+        ax.imshow(shown.numpy(), cmap="gray" if shown.dim() == 2 else None)
+        color = "green" if predictions[i] == test_labels[i] else "red"
+        ax.set_title(f"{classes[test_labels[i]]}\n→ {classes[predictions[i]]}", color=color)
+        ax.axis("off")
+    fig.suptitle("test images: true label → prediction")
+    save_figure(fig, args.out / "predictions.png")
+    metrics = {"test_accuracy": history["accuracy_history"][-1], "model": args.model,
+               "data_source": str(args.image_folder or "torchvision"),
+               "per_class_accuracy": per_class, **history,
+               "wall_seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+    print(f"final test accuracy {metrics['test_accuracy']:.4f}; "
+          f"{metrics['wall_seconds']:.0f} s for the whole lesson")  # fmt: skip
+    write_metrics(args.out, metrics, headline="test_accuracy")

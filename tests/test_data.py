@@ -55,7 +55,7 @@ def test_offline_empty_root_gives_an_announced_stand_in(tmp_path, capsys, monkey
 
 def test_the_stand_in_is_deterministic_and_shaped_like_the_real_thing():
     first, second = StandInImages("MNIST", length=50), StandInImages("MNIST", length=50)
-    assert torch.equal(first.data, second.data)
+    assert torch.equal(first.data[:], second.data[:])
     assert first.data.shape == (50, 28, 28) and first.data.dtype == torch.uint8
     assert first.targets.tolist() == second.targets.tolist()
     assert first[3][0].mode == "L"
@@ -96,6 +96,9 @@ def test_the_stand_in_draws_only_the_images_used():
     images = StandInImages("MNIST")
     first = images[5][0]
     assert len(images._chunks) == 1  # one item drew one chunk, not 60,000 images
+    assert images.data[:100].shape == (100, 28, 28) and len(images._chunks) == 1
+    assert images.data[-1].shape == (28, 28) and len(images._chunks) == 2
+    assert images.data[10:10].shape == (0, 28, 28)
     assert images.data.shape == (60_000, 28, 28)
     assert (np.asarray(first) == images.data[5].numpy()).all()
 

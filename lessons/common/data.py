@@ -25,6 +25,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -254,9 +255,9 @@ class StandInImages(Dataset):
 
     @property
     def data(self):
-        """All images as uint8, in torchvision's `.data` layout (drawn on first access)."""
-        pixels = torch.cat([self._chunk(n) for n in range((self.length - 1) // CHUNK + 1)])
-        return pixels[..., 0] if self.shape[2] == 1 else pixels.numpy()
+        """The images as uint8, in torchvision's `.data` layout (N x H x W, or N x H x W x C as
+        a NumPy array for colour). Slices such as `.data[:512]` draw only the chunks they need."""
+        return _LazyPixels(self)
 
     def __getitem__(self, index: int):
         if not -self.length <= index < self.length:
@@ -274,6 +275,48 @@ class StandInImages(Dataset):
     def __repr__(self) -> str:
         split = "train" if self.train else "test"
         return f"StandInImages({self.name}, {split}, {self.length} images)"
+
+
+class _LazyPixels:
+    """A stand-in's `.data`: indexing with an int or a plain slice draws only the chunks it needs;
+    anything else (`.shape`, a full read, fancy indexing) draws them all."""
+
+    def __init__(self, images: StandInImages):
+        self.images = images
+
+    def _layout(self, pixels: torch.Tensor):
+        return pixels[..., 0] if self.images.shape[2] == 1 else pixels.numpy()
+
+    def __len__(self) -> int:
+        return self.images.length
+
+    def __getitem__(self, key):
+        if isinstance(key, int):
+            if not -len(self) <= key < len(self):
+                raise IndexError(f"index {key} out of range for {len(self)} images")
+            return self[key % len(self) : key % len(self) + 1][0]
+        if not (isinstance(key, slice) and key.step in (None, 1)):
+            return self._all()[key]
+        start, stop, _ = key.indices(len(self))
+        if stop <= start:
+            return self._layout(torch.empty((0, *self.images.shape), dtype=torch.uint8))
+        first, last = start // CHUNK, (stop - 1) // CHUNK
+        pixels = torch.cat([self.images._chunk(n) for n in range(first, last + 1)])
+        return self._layout(pixels[start - first * CHUNK : stop - first * CHUNK])
+
+    def _all(self):
+        return self[:]
+
+    def __getattr__(self, name):  # .shape, .dtype, .float(), ...: the whole array
+        if name == "images":  # not set yet (a copy being made): do not recurse
+            raise AttributeError(name)
+        return getattr(self._all(), name)
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self._all(), dtype=dtype)
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} stand-in images, drawn as they are read>"
 
 
 def _local_archives(name: str, root: Path) -> list[tuple[Path, str]]:
