@@ -88,16 +88,16 @@ def test_the_stand_in_is_learnable_but_not_trivial():
     accuracy = (model(x_test).argmax(1) == test.targets).float().mean().item()
     assert losses[-1] < losses[0]
     assert 0.4 < accuracy < 0.9, accuracy  # chance is 0.1
-    wrong_labels = (train.targets != train._true_classes).float().mean().item()
+    wrong_labels = (train.targets != train.data.classes).float().mean().item()
     assert 0.03 < wrong_labels < 0.07  # about LABEL_NOISE of the labels are wrong on purpose
 
 
 def test_the_stand_in_draws_only_the_images_used():
     images = StandInImages("MNIST")
     first = images[5][0]
-    assert len(images._chunks) == 1  # one item drew one chunk, not 60,000 images
-    assert images.data[:100].shape == (100, 28, 28) and len(images._chunks) == 1
-    assert images.data[-1].shape == (28, 28) and len(images._chunks) == 2
+    assert len(images.data.chunks) == 1  # one item drew one chunk, not 60,000 images
+    assert images.data[:100].shape == (100, 28, 28) and len(images.data.chunks) == 1
+    assert images.data[-1].shape == (28, 28) and len(images.data.chunks) == 2
     assert images.data[10:10].shape == (0, 28, 28)
     assert images.data.shape == (60_000, 28, 28)
     assert (np.asarray(first) == images.data[5].numpy()).all()

@@ -1,12 +1,9 @@
-"""Shared helpers for the lessons: device, command line, data, reporting.
+"""The course's plumbing: flags, device choice, data and stand-ins, outputs, the torchtext API.
 
-Only what three or more lessons need lives here; every idea a lesson teaches is written out in
-the lesson itself.
+Nothing a lesson teaches lives here; every idea is written out in the lesson itself.
 """
 
 
 class LessonError(Exception):
-    """A problem the student can fix (bad data file, missing checkpoint, ...).
-
-    A lesson run from the command line prints it as one line, `error: ...`, and exits with 1.
-    """
+    """A problem the student can fix (a bad data file, a missing checkpoint, ...): a script
+    prints it as one line, `error: ...`, and exits with status 1."""

@@ -1,13 +1,9 @@
-"""The command line every lesson shares.
+"""The command line every lesson shares: `args = lesson_args(__doc__, name="06_mlp", epochs=5)`.
 
-    args = lesson_args(__doc__, name="06_mlp", epochs=5, batch_size=64)
-
-gives every lesson the same flags (`--quick --device --epochs --batch-size --data-dir --seed
---threads --no-download --out`), validates them (a bad value exits with one line and status 2),
-resolves the device and the data and output folders, seeds every generator and prints one line
-saying where the lesson runs. A lesson adds its own flags with `configure=lambda parser: ...`.
-Inside a notebook there is no command line: the defaults apply, and `LESSONS_QUICK=1`,
-`LESSONS_DEVICE`, `LESSONS_DATA_DIR` and `LESSONS_THREADS` set what the flags would.
+Every lesson gets the same flags (`--quick --device --epochs --batch-size --data-dir --seed
+--threads --no-download --out`, plus its own through `configure(parser)`), checked so that a bad
+value is one line and exit status 2. A notebook has no command line: there `LESSONS_QUICK=1`,
+`LESSONS_DEVICE`, `LESSONS_DATA_DIR` and `LESSONS_THREADS` do what the flags would.
 """
 
 from __future__ import annotations
@@ -64,12 +60,7 @@ def lesson_parser(
     add("--device", default=None, help=f"{DEVICE_CHOICES} (default: ${DEVICE_ENV}, else auto)")
     add("--epochs", type=positive_int, default=epochs, help=f"training epochs (default {epochs})")
     add("--batch-size", type=positive_int, default=batch_size, help=f"default {batch_size}")
-    add(
-        "--data-dir",
-        type=Path,
-        default=None,
-        help=f"data root (default: ${DATA_DIR_ENV}, else data/)",
-    )
+    add("--data-dir", type=Path, default=None, help=f"data root (${DATA_DIR_ENV}, else data/)")
     add("--seed", type=non_negative_int, default=seed, help=f"random seed (default {seed})")
     add("--threads", type=positive_int, default=None, help=f"CPU threads (default: ${THREADS_ENV})")
     add("--no-download", action="store_true", help=f"never download (same as {OFFLINE_ENV}=1)")
@@ -88,13 +79,12 @@ def lesson_args(
     seed: int = 0,
     threads: int | None = None,
 ) -> argparse.Namespace:
-    """Parse and check the lesson's flags; return them with `device`, `data_dir`, `out` resolved.
+    """The lesson's flags, checked, with `device`, `data_dir` and `out` resolved.
 
-    `argv=None` reads the command line (nothing inside a Jupyter kernel, whose `sys.argv` holds
-    the kernel's own flags). `threads` is the lesson's own default thread count (tiny models run
-    fastest on one); `--threads` and `LESSONS_THREADS` override it. Side effects, once the flags
-    are valid: sets the thread count, seeds every generator, creates the output folder, prints one
-    line saying where the lesson runs.
+    `argv=None` reads the command line (none in a Jupyter kernel, whose `sys.argv` is its own).
+    `threads` is the lesson's default thread count (tiny models run fastest on one), which
+    `--threads` and `LESSONS_THREADS` override. Then it sets the thread count, seeds every
+    generator, creates the output folder and prints one line saying where the lesson runs.
     """
     parser = lesson_parser(doc, name, epochs=epochs, batch_size=batch_size, seed=seed)
     if configure is not None:
@@ -109,12 +99,9 @@ def lesson_args(
         args.device = pick_device(args.device)
     except DeviceError as error:
         parser.error(f"argument --device: {error}")
-    if args.data_dir is None:
-        args.data_dir = default_data_dir()
-        source = f"${DATA_DIR_ENV}" if os.environ.get(DATA_DIR_ENV, "").strip() else None
-    else:
-        source = "--data-dir"
-    args.data_dir = args.data_dir.expanduser()
+    from_env = f"${DATA_DIR_ENV}" if os.environ.get(DATA_DIR_ENV, "").strip() else None
+    source = "--data-dir" if args.data_dir else from_env  # None: the default data/, made on use
+    args.data_dir = (args.data_dir or default_data_dir()).expanduser()
     if source and not args.data_dir.is_dir():
         parser.error(f"{source}: {args.data_dir} is not a folder")
     if args.threads is None:
@@ -145,9 +132,6 @@ def _print_error_and_exit(exc_type, exc, traceback) -> None:
 
 
 def install_error_printer() -> None:
-    """Print an uncaught `LessonError` or Ctrl-C as one line instead of a traceback.
-
-    Python exits with status 1 after the hook runs; in a notebook the hook is not called and
-    the kernel shows the error under its cell as usual.
-    """
+    """Print an uncaught `LessonError` or Ctrl-C as one line, not a traceback (then Python exits
+    with status 1; a notebook shows the error under its cell as usual)."""
     sys.excepthook = _print_error_and_exit

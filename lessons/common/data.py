@@ -19,22 +19,22 @@ import os
 import shutil
 import socket
 import stat
+import sys
 import urllib.error
 import urllib.parse
-import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torchvision.datasets as tvd
 from PIL import Image
 from torch.utils.data import Dataset
+from torchvision.datasets.utils import check_integrity
 
 from common import LessonError
-from common.settings import DATA_README, REPO_ROOT, REQUIRE_REAL_ENV, atomic_path, env_flag
+from common.settings import DATA_README, REPO_ROOT, REQUIRE_REAL_ENV, env_flag
 
-NETWORK_TIMEOUT_S = 10.0
 EXTRACTION_CACHE = REPO_ROOT / "data" / ".cache"
 
 
@@ -55,67 +55,37 @@ def stand_ins_used() -> list[str]:
 
 
 def use_stand_in(name: str, reason: str, how_to_get: str) -> None:
-    """Announce (once per dataset and process) that a stand-in replaces `name`.
-
-    Raises `DataUnavailable` instead when `LESSONS_REQUIRE_REAL_DATA=1`.
-    """
+    """Announce, once per dataset and process, that a stand-in replaces `name`."""
     if env_flag(REQUIRE_REAL_ENV):  # the real-data tests: a stand-in would prove nothing
         raise DataUnavailable(f"{name}: {reason}, and {REQUIRE_REAL_ENV}=1 forbids the stand-in")
-    if name in _announced:
-        return
-    _announced.add(name)
-    print(
-        f"NOTICE: {name} {reason}: using a synthetic stand-in of the same shape and classes "
-        f"(numbers will differ from the real data). To get the real data: {how_to_get}"
-    )
-
-
-def md5sum(path: str | os.PathLike) -> str:
-    """The MD5 hex digest of a file, read in chunks."""
-    digest = hashlib.md5()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    if name not in _announced:
+        _announced.add(name)
+        print(
+            f"NOTICE: {name} {reason}: using a synthetic stand-in of the same shape and classes "
+            f"(numbers will differ from the real data). To get the real data: {how_to_get}"
+        )
 
 
 def network_reachable(url: str, timeout: float = 5.0) -> bool:
     """Can we open a TCP connection to `url`'s host within `timeout` seconds?"""
     parts = urllib.parse.urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
         with socket.create_connection((parts.hostname, port), timeout=timeout):
             return True
-    except OSError:
+    except (OSError, ValueError):
         return False
 
 
 @contextlib.contextmanager
-def network_timeout(seconds: float = NETWORK_TIMEOUT_S):
-    """Make every socket opened inside the block give up after `seconds` (urllib has no default)."""
+def network_timeout(seconds: float = 10.0):
+    """Every socket opened inside the block gives up after `seconds` (urllib waits forever)."""
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(seconds)
     try:
         yield
     finally:
         socket.setdefaulttimeout(previous)
-
-
-def download(url: str, path: str | os.PathLike, md5: str | None = None) -> Path:
-    """Download `url` to `path` atomically, checking the MD5 when one is given."""
-    path = Path(path)
-    request = urllib.request.Request(url, headers={"User-Agent": "pytorch-curriculum"})
-    print(f"downloading {url}")
-    try:
-        with network_timeout(), atomic_path(path) as temp_path:
-            with urllib.request.urlopen(request) as response, open(temp_path, "wb") as file:
-                for chunk in iter(lambda: response.read(1 << 20), b""):
-                    file.write(chunk)
-            if md5 is not None and md5sum(temp_path) != md5:
-                raise DataError(f"{url}: checksum mismatch (expected md5 {md5}); try again later")
-    except (urllib.error.URLError, OSError) as error:
-        raise DataUnavailable(f"could not download {url}: {error}") from None
-    return path
 
 
 def fetch_file(root, relative_path: str, *, url: str, md5=None, offline=False) -> Path:
@@ -131,7 +101,17 @@ def fetch_file(root, relative_path: str, *, url: str, md5=None, offline=False) -
         raise DataUnavailable(f"{relative_path} is not under {root} and downloads are off")
     if not network_reachable(url):
         raise DataUnavailable(f"{relative_path} is not under {root} and the network is unreachable")
-    return download(url, path, md5)
+    print(f"downloading {url}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:  # torch's downloader writes a temporary file and moves it into place when complete
+        with network_timeout():
+            torch.hub.download_url_to_file(url, str(path), progress=sys.stderr.isatty())
+    except (urllib.error.URLError, OSError) as error:
+        raise DataUnavailable(f"could not download {url}: {error}") from None
+    if not check_integrity(path, md5):
+        path.unlink()
+        raise DataError(f"{url}: checksum mismatch (expected md5 {md5}); try again later")
+    return path
 
 
 def data_file(args, relative_path: str, *, url: str, md5=None, name=None, how_to_get=None):
@@ -159,26 +139,17 @@ def open_text(path: str | os.PathLike, encoding: str = "utf-8"):
         raise DataError(f"cannot read {path}: {error.strerror or error}") from None
 
 
-MNIST_DIGITS = [str(digit) for digit in range(10)]
-FASHION_CLASSES = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-]  # fmt: skip
 CIFAR10_CLASSES = [
-    "airplane", "automobile", "bird", "cat", "deer",
-    "dog", "frog", "horse", "ship", "truck",
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 ]  # fmt: skip
-
-# name -> (image shape H, W, C; classes; train length; test length)
+# name -> (image shape H, W, C; the real dataset's .classes; train length; test length)
 VISION_SPECS = {
-    "MNIST": ((28, 28, 1), MNIST_DIGITS, 60_000, 10_000),
-    "FashionMNIST": ((28, 28, 1), FASHION_CLASSES, 60_000, 10_000),
+    "MNIST": ((28, 28, 1), tvd.MNIST.classes, 60_000, 10_000),
+    "FashionMNIST": ((28, 28, 1), tvd.FashionMNIST.classes, 60_000, 10_000),
     "CIFAR10": ((32, 32, 3), CIFAR10_CLASSES, 50_000, 10_000),
 }
-
-
 LABEL_NOISE = 0.05  # the share of stand-in labels drawn at random
-CHUNK = 4096  # stand-in images are drawn this many at a time, when first needed
+CHUNK = 4096  # stand-in images are drawn this many at a time, when first read
 
 
 def _stand_in_images(classes: torch.Tensor, shape: tuple, seed: int, split_seed: int):
@@ -207,88 +178,26 @@ def _stand_in_images(classes: torch.Tensor, shape: tuple, seed: int, split_seed:
     return images.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(0, 2, 3, 1)
 
 
-class StandInImages(Dataset):
-    """A deterministic synthetic image dataset shaped like a real one (offline fallback).
-
-    Same length, image shape, dtype and class names as `name`. Its images are drawn by
-    `_stand_in_images`, a chunk at a time when first used (a quick run touches few), and a few
-    labels are wrong on purpose (`LABEL_NOISE`), so training curves look like learning on real
-    data (accuracy well above chance, well below 1); the numbers are not the real data's.
-    Like torchvision's datasets it returns `(PIL image, int label)` before transforms and offers
-    `.classes`, `.targets` and `.data` (uint8; N x H x W tensor for grey images, N x H x W x C
-    array for colour).
-    """
-
-    is_stand_in = True
-
-    def __init__(
-        self,
-        name: str,
-        train: bool = True,
-        length: int | None = None,
-        transform: Callable | None = None,
-        target_transform: Callable | None = None,
-        seed: int = 1234,
-    ):
-        self.shape, classes, train_length, test_length = VISION_SPECS[name]
-        self.name, self.train, self.classes = name, train, list(classes)
-        self.transform, self.target_transform = transform, target_transform
-        self.length = length if length is not None else (train_length if train else test_length)
-        self._seed, self._split_seed = seed, seed + (1 if train else 1_000_003)
-        draws = torch.Generator().manual_seed(self._split_seed)
-        self._true_classes = torch.randint(len(classes), (self.length,), generator=draws)
-        noisy = torch.rand(self.length, generator=draws) < LABEL_NOISE
-        random_labels = torch.randint(len(classes), (self.length,), generator=draws)
-        self.targets = torch.where(noisy, random_labels, self._true_classes)
-        self._chunks: dict[int, torch.Tensor] = {}
-
-    def __len__(self) -> int:
-        return self.length
-
-    def _chunk(self, number: int) -> torch.Tensor:
-        """Images CHUNK * number ... CHUNK * (number + 1) - 1, drawn on first use and kept."""
-        if number not in self._chunks:
-            classes = self._true_classes[number * CHUNK : (number + 1) * CHUNK]
-            split_seed = self._split_seed * 1009 + number
-            self._chunks[number] = _stand_in_images(classes, self.shape, self._seed, split_seed)
-        return self._chunks[number]
-
-    @property
-    def data(self):
-        """The images as uint8, in torchvision's `.data` layout (N x H x W, or N x H x W x C as
-        a NumPy array for colour). Slices such as `.data[:512]` draw only the chunks they need."""
-        return _LazyPixels(self)
-
-    def __getitem__(self, index: int):
-        if not -self.length <= index < self.length:
-            raise IndexError(f"index {index} out of range for {self.length} images")
-        index %= self.length
-        pixels = self._chunk(index // CHUNK)[index % CHUNK].numpy()
-        image = Image.fromarray(pixels[..., 0] if self.shape[2] == 1 else pixels)
-        label = int(self.targets[index])
-        if self.transform is not None:
-            image = self.transform(image)
-        if self.target_transform is not None:
-            label = self.target_transform(label)
-        return image, label
-
-    def __repr__(self) -> str:
-        split = "train" if self.train else "test"
-        return f"StandInImages({self.name}, {split}, {self.length} images)"
-
-
-class _LazyPixels:
-    """A stand-in's `.data`: indexing with an int or a plain slice draws only the chunks it needs;
+class StandInPixels:
+    """A stand-in's `.data`, in torchvision's layout (uint8 N x H x W; for colour an N x H x W x C
+    NumPy array). Reading an item or a plain slice (`[:512]`) draws only the chunks it needs;
     anything else (`.shape`, a full read, fancy indexing) draws them all."""
 
-    def __init__(self, images: StandInImages):
-        self.images = images
+    def __init__(self, classes: torch.Tensor, shape: tuple, seed: int, split_seed: int):
+        self.classes, self.shape_hwc, self.seeds = classes, shape, (seed, split_seed)
+        self.chunks: dict[int, torch.Tensor] = {}
 
-    def _layout(self, pixels: torch.Tensor):
-        return pixels[..., 0] if self.images.shape[2] == 1 else pixels.numpy()
+    def _chunk(self, number: int) -> torch.Tensor:
+        if number not in self.chunks:
+            seed, split_seed = self.seeds
+            classes = self.classes[number * CHUNK : (number + 1) * CHUNK]
+            self.chunks[number] = _stand_in_images(
+                classes, self.shape_hwc, seed, split_seed + number
+            )
+        return self.chunks[number]
 
     def __len__(self) -> int:
-        return self.images.length
+        return len(self.classes)
 
     def __getitem__(self, key):
         if isinstance(key, int):
@@ -296,60 +205,76 @@ class _LazyPixels:
                 raise IndexError(f"index {key} out of range for {len(self)} images")
             return self[key % len(self) : key % len(self) + 1][0]
         if not (isinstance(key, slice) and key.step in (None, 1)):
-            return self._all()[key]
+            return self[:][key]
         start, stop, _ = key.indices(len(self))
         if stop <= start:
-            return self._layout(torch.empty((0, *self.images.shape), dtype=torch.uint8))
-        first, last = start // CHUNK, (stop - 1) // CHUNK
-        pixels = torch.cat([self.images._chunk(n) for n in range(first, last + 1)])
-        return self._layout(pixels[start - first * CHUNK : stop - first * CHUNK])
+            pixels = torch.empty((0, *self.shape_hwc), dtype=torch.uint8)
+        else:
+            first, last = start // CHUNK, (stop - 1) // CHUNK
+            pixels = torch.cat([self._chunk(n) for n in range(first, last + 1)])
+            pixels = pixels[start - first * CHUNK : stop - first * CHUNK]
+        return pixels[..., 0] if self.shape_hwc[2] == 1 else pixels.numpy()
 
-    def _all(self):
-        return self[:]
-
-    def __getattr__(self, name):  # .shape, .dtype, .float(), ...: the whole array
-        if name == "images":  # not set yet (a copy being made): do not recurse
+    def __getattr__(self, name):  # .shape, .dtype, .float(), ...: those of the whole array
+        if name in ("classes", "shape_hwc", "seeds", "chunks"):  # not set yet: do not recurse
             raise AttributeError(name)
-        return getattr(self._all(), name)
+        return getattr(self[:], name)
 
     def __array__(self, dtype=None, copy=None):
-        return np.asarray(self._all(), dtype=dtype)
+        return np.asarray(self[:], dtype=dtype)
+
+
+class StandInImages(Dataset):
+    """A deterministic synthetic image dataset shaped like a real one (offline fallback).
+
+    Same length, image shape, dtype and class names as `name`; images from `_stand_in_images`,
+    and a few labels wrong on purpose (`LABEL_NOISE`), so training curves look like learning on
+    real data (accuracy well above chance, well below 1) though the numbers are not the real
+    data's. Like torchvision's datasets it returns `(PIL image, int label)` before transforms
+    and offers `.classes`, `.targets` and `.data`.
+    """
+
+    is_stand_in = True
+
+    def __init__(self, name, train=True, length=None, transform=None, target_transform=None):
+        shape, classes, train_length, test_length = VISION_SPECS[name]
+        self.name, self.train, self.classes = name, train, list(classes)
+        self.transform, self.target_transform = transform, target_transform
+        length = length if length is not None else (train_length if train else test_length)
+        draws = torch.Generator().manual_seed(1235 if train else 1_001_237)
+        true_classes = torch.randint(len(classes), (length,), generator=draws)
+        noisy = torch.rand(length, generator=draws) < LABEL_NOISE
+        random_labels = torch.randint(len(classes), (length,), generator=draws)
+        self.targets = torch.where(noisy, random_labels, true_classes)
+        self.data = StandInPixels(true_classes, shape, 1234, 1009 * (1235 if train else 1_001_237))
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int):
+        pixels = np.asarray(self.data[index])  # IndexError past the end, as a list does
+        image, label = Image.fromarray(pixels), int(self.targets[index])
+        if self.transform is not None:
+            image = self.transform(image)
+        if self.target_transform is not None:
+            label = self.target_transform(label)
+        return image, label
 
     def __repr__(self) -> str:
-        return f"<{len(self)} stand-in images, drawn as they are read>"
+        return f"StandInImages({self.name}, {'train' if self.train else 'test'}, {len(self)})"
 
 
-def _local_archives(name: str, root: Path) -> list[tuple[Path, str]]:
-    """The archive files torchvision would download for `name`, with their MD5s."""
-    import torchvision.datasets as tvd
-
-    if name == "CIFAR10":
-        return [(root / tvd.CIFAR10.filename, tvd.CIFAR10.tgz_md5)]
-    raw = root / name / "raw"
-    return [(raw / filename, md5) for filename, md5 in getattr(tvd, name).resources]
-
-
-def vision_dataset(
-    name: str,
-    args,
-    *,
-    train: bool = True,
-    transform: Callable | None = None,
-    target_transform: Callable | None = None,
-):
+def vision_dataset(name: str, args, *, train=True, transform=None, target_transform=None):
     """The real torchvision dataset `name` ('MNIST', 'FashionMNIST', 'CIFAR10') or its stand-in.
 
-    `args` supplies `data_dir` and `offline` (as `lesson_args` returns them). Order of attempts:
-    the dataset already prepared on disk; its archives on disk (verified by MD5, extracted, no
-    network); a download when allowed and the network answers; else the announced stand-in.
-    Archives present but corrupt are an error, not a reason to fall back.
+    `args` supplies `data_dir` and `offline` (as `lesson_args` returns them). Tried in order:
+    the dataset prepared on disk; its archives on disk (MD5-checked and extracted, no network);
+    a download when allowed and the network answers; else the announced stand-in. Archives
+    present but corrupt are an error, not a reason to fall back.
     """
-    import torchvision.datasets as tvd
-
     if name not in VISION_SPECS:
         raise DataError(f"unknown dataset {name!r} (known: {', '.join(VISION_SPECS)})")
-    root = Path(args.data_dir)
-    dataset_class = getattr(tvd, name)
+    root, dataset_class = Path(args.data_dir), getattr(tvd, name)
     options = dict(train=train, transform=transform, target_transform=target_transform)
 
     def load(download: bool, at: Path = root):
@@ -368,26 +293,23 @@ def vision_dataset(
     dataset = load(download=False)
     if dataset is not None:
         return dataset
-
-    archives = _local_archives(name, root)
+    if name == "CIFAR10":
+        archives = [(root / tvd.CIFAR10.filename, tvd.CIFAR10.tgz_md5)]
+    else:
+        archives = [(root / name / "raw" / file, md5) for file, md5 in dataset_class.resources]
     present = [(path, md5) for path, md5 in archives if path.is_file()]
     for path, md5 in present:
-        if md5sum(path) != md5:
+        if not check_integrity(path, md5):
             raise DataError(f"{path} is corrupt (MD5 differs from {md5}); delete it and retry")
     if len(present) == len(archives):  # everything on disk: torchvision only extracts
-        if _writable(archives[0][0].parent):
-            return load(download=True)
-        # A read-only folder (a shared copy, say): leave it untouched and extract into a
-        # cache that links to its archives.
-        return load(download=True, at=_extraction_cache(root, archives))
+        folder = archives[0][0].parent
+        writable = os.access(folder, os.W_OK) and folder.stat().st_mode & stat.S_IWUSR
+        return load(download=True, at=root if writable else _extraction_cache(root, archives))
 
-    how_to_get = (
-        f"run once with network access, or put the files torchvision downloads under "
-        f"{root}/ (see {DATA_README})"
-    )
+    url = getattr(dataset_class, "mirrors", [getattr(dataset_class, "url", "")])[0]
     if args.offline:
         reason = f"is not under {root} and downloads are off"
-    elif not network_reachable(_first_url(dataset_class)):
+    elif not network_reachable(url):
         reason = f"is not under {root} and the network is unreachable"
     else:
         try:
@@ -395,20 +317,17 @@ def vision_dataset(
                 return load(download=True)
         except DataUnavailable as error:
             reason = f"could not be downloaded ({error})"
+    how_to_get = (
+        f"run once online, or put the files torchvision downloads under {root}/ (see {DATA_README})"
+    )
     use_stand_in(name, reason, how_to_get)
-    return StandInImages(name, train=train, transform=transform, target_transform=target_transform)
-
-
-def _writable(folder: Path) -> bool:
-    """Writable for us, judged by the permission bits too (root may write anywhere)."""
-    return os.access(folder, os.W_OK) and bool(folder.stat().st_mode & stat.S_IWUSR)
+    return StandInImages(name, train, transform=transform, target_transform=target_transform)
 
 
 def _extraction_cache(root: Path, archives: list[tuple[Path, str]]) -> Path:
-    """A writable copy of the read-only `root` under `<repo>/data/.cache/`: links to (or copies
-    of) its `archives`, which torchvision then extracts there."""
-    key = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:12]
-    cache_root = EXTRACTION_CACHE / key
+    """For a read-only `root` (a shared copy): a writable folder under `<repo>/data/.cache/`
+    with links to (or copies of) its archives, which torchvision then extracts there."""
+    cache_root = EXTRACTION_CACHE / hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:12]
     for archive, _ in archives:
         link = cache_root / archive.relative_to(root)
         link.parent.mkdir(parents=True, exist_ok=True)
@@ -418,9 +337,3 @@ def _extraction_cache(root: Path, archives: list[tuple[Path, str]]) -> Path:
             except OSError:  # Windows without the symlink privilege: a copy does as well
                 shutil.copy2(archive, link)
     return cache_root
-
-
-def _first_url(dataset_class) -> str:
-    if hasattr(dataset_class, "mirrors"):
-        return dataset_class.mirrors[0]
-    return dataset_class.url

@@ -1,12 +1,8 @@
 """Pick the device a lesson runs on, seed every random generator, describe the setup.
 
-    device = pick_device("auto")   # CUDA / MPS / other accelerator if present, else CPU
-    seed_everything(0)             # python, numpy, torch (CPU and accelerators)
-    print(describe(device))        # "device cpu (2 threads) | torch 2.14.1 | python 3.11.7"
-
-`auto` asks `torch.accelerator` (torch >= 2.6) which accelerator this build can use; older
-torch is asked through `torch.cuda` and `torch.backends.mps`. An explicit device that is not
-available raises `DeviceError` naming what is. `LESSONS_DEVICE` sets the default.
+`auto` asks `torch.accelerator` (torch >= 2.6) which accelerator this build can use, older torch
+`torch.cuda` and `torch.backends.mps`; `LESSONS_DEVICE` sets the default. A device this machine
+does not have raises `DeviceError`, naming the devices it does have.
 """
 
 from __future__ import annotations
@@ -30,15 +26,13 @@ def current_accelerator() -> str | None:
     """The accelerator type this torch build can use right now ('cuda', 'mps', ...), or None."""
     accelerator_api = getattr(torch, "accelerator", None)  # added in torch 2.6
     if accelerator_api is not None:
-        if accelerator_api.is_available():
-            return accelerator_api.current_accelerator().type
-        return None
+        return (
+            accelerator_api.current_accelerator().type if accelerator_api.is_available() else None
+        )
     if torch.cuda.is_available():
         return "cuda"
     mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return None
+    return "mps" if mps is not None and mps.is_available() else None
 
 
 def available_devices() -> list[str]:
@@ -55,23 +49,9 @@ def available_devices() -> list[str]:
     return names
 
 
-def _is_available(device: torch.device) -> bool:
-    if device.type == "cpu":
-        return True
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        return count > 0 and (device.index or 0) < count
-    if device.type == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        return mps is not None and mps.is_available()
-    return current_accelerator() == device.type
-
-
 def pick_device(name: str | None = None) -> torch.device:
-    """Turn 'auto' | 'cpu' | 'cuda' | 'cuda:1' | 'mps' into a usable `torch.device`.
-
-    None means the `LESSONS_DEVICE` environment variable, else 'auto'.
-    """
+    """'auto' | 'cpu' | 'cuda' | 'cuda:1' | 'mps' as a usable `torch.device` (None: the
+    `LESSONS_DEVICE` environment variable, else 'auto')."""
     name = (name or os.environ.get(DEVICE_ENV) or "auto").strip().lower()
     if name == "auto":
         return torch.device(current_accelerator() or "cpu")
@@ -79,10 +59,11 @@ def pick_device(name: str | None = None) -> torch.device:
         device = torch.device(name)
     except (RuntimeError, ValueError):
         raise DeviceError(f"'{name}' is not a device name (choose from {DEVICE_CHOICES})") from None
-    if not _is_available(device):
+    available = available_devices()
+    types = {known.split(":")[0] for known in available}
+    if str(device) not in available and not (device.index is None and device.type in types):
         raise DeviceError(
-            f"device '{name}' is not available on this machine "
-            f"(available: {', '.join(available_devices())})"
+            f"device '{name}' is not available on this machine (available: {', '.join(available)})"
         )
     return device
 

@@ -1,12 +1,6 @@
-"""Where a lesson's results go: plots, metrics.json, progress bars. Every write is atomic.
-
-    save_figure(fig, args.out / "loss.png")      # PNG; also shown inline in a notebook
-    write_metrics(args.out, metrics, headline="test_accuracy")
-    for batch in progress(loader, desc="epoch 1"): ...
-
-Atomic means: write a temporary file next to the target, then `os.replace` it into place, so an
-interrupted run never leaves a half-written file where a good one used to be.
-"""
+"""Where a lesson's results go: `save_figure` (a PNG, also shown inline in a notebook),
+`write_metrics` (metrics.json), `progress` (a bar on a terminal). Every write is atomic: a
+temporary file replaces the target in one step, so an interrupted run leaves no half file."""
 
 from __future__ import annotations
 
@@ -90,11 +84,8 @@ def write_json(path: str | os.PathLike, data) -> Path:
 
 def write_metrics(out_dir: str | os.PathLike, metrics: dict, headline: str | None = None) -> Path:
     """Write `metrics` to `<out_dir>/metrics.json`; `headline` names the key the runner shows.
-
-    When a stand-in replaced real data in this run, `"data": "stand-in"` and the names of the
-    replaced datasets are recorded too (unless the lesson set `data` itself), so nobody mistakes
-    a stand-in's accuracy for a real one.
-    """
+    When a stand-in replaced real data, `"data": "stand-in"` and the stand-ins are recorded too,
+    so nobody mistakes a stand-in's accuracy for a real one."""
     data = dict(metrics)
     replaced = stand_ins_used()
     if replaced:
@@ -110,11 +101,8 @@ def write_metrics(out_dir: str | os.PathLike, metrics: dict, headline: str | Non
 
 
 def progress(iterable: Iterable, desc: str = "", total: int | None = None, **kwargs) -> Iterable:
-    """A tqdm progress bar on a terminal (a widget in a notebook that has ipywidgets).
-
-    Silent when output goes to a file or a pipe (the runner's logs, CI, an executed notebook
-    without ipywidgets), so logs hold the lesson's own lines and not hundreds of bar redraws.
-    """
+    """A tqdm progress bar on a terminal (a widget in a notebook that has ipywidgets); silent
+    when output goes to a file or a pipe, so logs hold the lesson's lines, not bar redraws."""
     if in_notebook() and importlib.util.find_spec("ipywidgets") is not None:
         from tqdm.notebook import tqdm as notebook_tqdm
 

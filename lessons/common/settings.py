@@ -1,10 +1,6 @@
-"""Names and small tools every other `common` module and the runner share; imports nothing heavy.
-
-The environment variables the course reads, the repository's folders, the argparse types the
-lessons and the runner validate flags with, and `atomic_path` for writes that never leave half a
-file behind. This is the leaf of `common`: it imports no other `common` module (and no torch),
-so `run_lesson.py --list` starts instantly and no import cycle can form.
-"""
+"""What the rest of `common` and the runner share: environment variables, folders, flag types,
+atomic writes. The leaf of `common`: it imports no other `common` module and no torch, so no
+import cycle can form and `run_lesson.py --list` starts instantly."""
 
 from __future__ import annotations
 
@@ -46,43 +42,36 @@ class OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _number(text: str, kind: type, what: str):
+def _number(text: str, kind: type, what: str, ok, rule: str):
     try:
-        return kind(text)
+        value = kind(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"{rule}, got {text.strip()}")
+    return value
 
 
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
-    value = _number(text, int, "a whole number")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+    return _number(text, int, "a whole number", lambda value: value >= 1, "must be at least 1")
 
 
 def non_negative_int(text: str) -> int:
     """argparse type: an integer >= 0."""
-    value = _number(text, int, "a whole number")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+    return _number(text, int, "a whole number", lambda value: value >= 0, "must be 0 or more")
 
 
 def positive_float(text: str) -> float:
     """argparse type: a finite number > 0 (learning rates, weight decay, timeouts)."""
-    value = _number(text, float, "a number")
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
+    ok = lambda value: 0 < value < float("inf")  # noqa: E731
+    return _number(text, float, "a number", ok, "must be a positive number")
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success move it onto `path` in one step.
-
-    On any error the temporary file is removed and `path` keeps its previous content.
-    """
+    """Yield a temporary path beside `path` and move it onto `path` in one step on success; on
+    any error the temporary file is removed and `path` keeps its previous content."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
