@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from common import LessonError
-from common.cli import _print_error_and_exit, default_data_dir, lesson_args
-from common.settings import REPO_ROOT
+from common.cli import _print_error_and_exit, lesson_args
+from common.settings import REPO_ROOT, default_data_dir
 
 DOC = """Demo: a lesson used by the tests.
 

@@ -1,13 +1,10 @@
-"""Real datasets when they can be had, a clearly announced stand-in when they cannot.
+"""Real datasets when they can be had, a clearly announced stand-in when they cannot:
+`vision_dataset("FashionMNIST", args)`, `data_file(args, "dlwpt/.../winequality-white.csv", ...)`.
 
-    train = vision_dataset("FashionMNIST", args, train=True, transform=v2.ToImage())
-    path = data_file(args, "dlwpt/p1ch4/tabular-wine/winequality-white.csv", url=..., md5=...)
-
-Datasets sit under the data root in torchvision's layout (`<root>/MNIST/raw/*.gz`, ...).
-Downloads happen only when allowed (not `--no-download`, not `LESSONS_OFFLINE=1`) and give up
-fast when the network is unreachable. When the real data cannot be had, a lesson continues on a
-deterministic synthetic stand-in, announced once with how to get the real thing;
-`LESSONS_REQUIRE_REAL_DATA=1` turns that fallback into an error.
+Datasets sit under the data root in torchvision's layout. Downloads happen only when allowed
+(not `--no-download`, not `LESSONS_OFFLINE=1`) and give up fast without a network; then a
+lesson goes on with a deterministic synthetic stand-in, announced once with how to get the real
+data (`LESSONS_REQUIRE_REAL_DATA=1` makes that an error instead).
 """
 
 from __future__ import annotations
@@ -89,11 +86,8 @@ def network_timeout(seconds: float = 10.0):
 
 
 def fetch_file(root, relative_path: str, *, url: str, md5=None, offline=False) -> Path:
-    """`<root>/<relative_path>`, downloaded (and MD5-checked) first when missing and allowed.
-
-    A file already present is used as it is (the lesson validates its format). Raises
-    `DataUnavailable` when the file is missing and cannot be had.
-    """
+    """`<root>/<relative_path>`, downloaded (and MD5-checked) first when missing and allowed,
+    else `DataUnavailable`. A file already there is used as it is: the lesson checks it."""
     path = Path(root) / relative_path
     if path.is_file():
         return path
@@ -153,12 +147,9 @@ CHUNK = 4096  # stand-in images are drawn this many at a time, when first read
 
 
 def _stand_in_images(classes: torch.Tensor, shape: tuple, seed: int, split_seed: int):
-    """uint8 images (N x H x W x C) of the given classes, varied the way photos vary.
-
-    Each class pattern is 80% a pattern all classes share and 20% its own, so classes overlap;
-    each image is its pattern shifted by up to 2 pixels, with its own contrast and strong noise.
-    Small models land between about 0.6 and 0.9 accuracy, as on real data.
-    """
+    """uint8 images (N x H x W x C) of `classes`: each class pattern is 80% a pattern all classes
+    share (so classes overlap), each image its pattern shifted by up to 2 pixels, with its own
+    contrast and strong noise. Small models reach about 0.6 to 0.9 accuracy, as on real data."""
     height, width, channels = shape
     patterns = torch.Generator().manual_seed(seed)  # the same class patterns for both splits
     coarse = torch.rand(int(classes.max()) + 2, channels, 6, 6, generator=patterns)
@@ -187,14 +178,11 @@ class StandInPixels:
         self.classes, self.shape_hwc, self.seeds = classes, shape, (seed, split_seed)
         self.chunks: dict[int, torch.Tensor] = {}
 
-    def _chunk(self, number: int) -> torch.Tensor:
-        if number not in self.chunks:
-            seed, split_seed = self.seeds
-            classes = self.classes[number * CHUNK : (number + 1) * CHUNK]
-            self.chunks[number] = _stand_in_images(
-                classes, self.shape_hwc, seed, split_seed + number
-            )
-        return self.chunks[number]
+    def _chunk(self, n: int) -> torch.Tensor:
+        if n not in self.chunks:
+            classes, (seed, split_seed) = self.classes[n * CHUNK : (n + 1) * CHUNK], self.seeds
+            self.chunks[n] = _stand_in_images(classes, self.shape_hwc, seed, split_seed + n)
+        return self.chunks[n]
 
     def __len__(self) -> int:
         return len(self.classes)
@@ -220,21 +208,12 @@ class StandInPixels:
             raise AttributeError(name)
         return getattr(self[:], name)
 
-    def __array__(self, dtype=None, copy=None):
-        return np.asarray(self[:], dtype=dtype)
-
 
 class StandInImages(Dataset):
-    """A deterministic synthetic image dataset shaped like a real one (offline fallback).
-
-    Same length, image shape, dtype and class names as `name`; images from `_stand_in_images`,
-    and a few labels wrong on purpose (`LABEL_NOISE`), so training curves look like learning on
-    real data (accuracy well above chance, well below 1) though the numbers are not the real
-    data's. Like torchvision's datasets it returns `(PIL image, int label)` before transforms
-    and offers `.classes`, `.targets` and `.data`.
-    """
-
-    is_stand_in = True
+    """The offline fallback: the length, image shape, dtype and classes of dataset `name`, images
+    from `_stand_in_images` and a few labels wrong on purpose (`LABEL_NOISE`), so training looks
+    like learning on real data, with other numbers. Items are `(PIL image, int label)` before
+    transforms, as in torchvision, with `.classes`, `.targets` and `.data` beside them."""
 
     def __init__(self, name, train=True, length=None, transform=None, target_transform=None):
         shape, classes, train_length, test_length = VISION_SPECS[name]
@@ -266,12 +245,9 @@ class StandInImages(Dataset):
 
 def vision_dataset(name: str, args, *, train=True, transform=None, target_transform=None):
     """The real torchvision dataset `name` ('MNIST', 'FashionMNIST', 'CIFAR10') or its stand-in.
-
-    `args` supplies `data_dir` and `offline` (as `lesson_args` returns them). Tried in order:
-    the dataset prepared on disk; its archives on disk (MD5-checked and extracted, no network);
-    a download when allowed and the network answers; else the announced stand-in. Archives
-    present but corrupt are an error, not a reason to fall back.
-    """
+    Tried in order: the dataset prepared under `args.data_dir`; its archives there (MD5-checked,
+    extracted, no network); a download when allowed; else the stand-in. Corrupt archives are an
+    error, not a reason to fall back."""
     if name not in VISION_SPECS:
         raise DataError(f"unknown dataset {name!r} (known: {', '.join(VISION_SPECS)})")
     root, dataset_class = Path(args.data_dir), getattr(tvd, name)
@@ -281,10 +257,8 @@ def vision_dataset(name: str, args, *, train=True, transform=None, target_transf
         try:
             return dataset_class(at, download=download, **options)
         except PermissionError as error:
-            raise DataError(
-                f"{name}: cannot write under {at} to prepare the data ({error.strerror}); "
-                "use a writable --data-dir"
-            ) from None
+            reason = f"cannot write under {at} to prepare the data ({error.strerror})"
+            raise DataError(f"{name}: {reason}; use a writable --data-dir") from None
         except (RuntimeError, OSError, EOFError, ValueError) as error:
             if download:
                 raise DataUnavailable(f"{name}: {str(error).splitlines()[0]}") from None
@@ -317,10 +291,8 @@ def vision_dataset(name: str, args, *, train=True, transform=None, target_transf
                 return load(download=True)
         except DataUnavailable as error:
             reason = f"could not be downloaded ({error})"
-    how_to_get = (
-        f"run once online, or put the files torchvision downloads under {root}/ (see {DATA_README})"
-    )
-    use_stand_in(name, reason, how_to_get)
+    use_stand_in(name, reason, f"run once online, or put torchvision's files under {root}/ "
+                               f"(see {DATA_README})")  # fmt: skip
     return StandInImages(name, train, transform=transform, target_transform=target_transform)
 
 

@@ -9,7 +9,6 @@ import json
 import math
 import os
 import sys
-from collections.abc import Iterable
 from pathlib import Path
 
 # No backend is forced: matplotlib draws off-screen by itself where there is no display, a
@@ -20,6 +19,8 @@ from tqdm import tqdm
 
 from common.data import stand_ins_used
 from common.settings import atomic_path, outputs_root
+
+FILE_BACKENDS = ("agg", "pdf", "svg", "ps", "cairo", "template")
 
 
 def lesson_output_dir(lesson: str, out: str | os.PathLike | None = None) -> Path:
@@ -34,52 +35,37 @@ def in_notebook() -> bool:
     return "ipykernel" in sys.modules
 
 
-def shows_windows() -> bool:
-    """True when `plt.show()` would open a window: a terminal and an interactive backend."""
-    backend = matplotlib.get_backend().lower()
-    return sys.stdout.isatty() and backend not in ("agg", "pdf", "svg", "ps", "cairo", "template")
-
-
 def save_figure(fig: plt.Figure, path: str | os.PathLike) -> Path:
-    """Save `fig` as PNG at `path` (atomically), show it (inline in a notebook), then close it."""
+    """Save `fig` as a PNG at `path`, show it (inline in a notebook, in a window from a terminal
+    with an interactive backend), then close it."""
     path = Path(path)
     with atomic_path(path) as temp_path:
         fig.savefig(temp_path, format="png", dpi=100, bbox_inches="tight")
-    if in_notebook() or shows_windows():
+    window = sys.stdout.isatty() and matplotlib.get_backend().lower() not in FILE_BACKENDS
+    if in_notebook() or window:
         plt.show()
     plt.close(fig)
-    print(f"saved figure {_display_path(path)}")
+    print(f"saved figure {_shown(path)}")
     return path
 
 
-def _display_path(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
+def _shown(path: Path) -> str:
+    """`path` relative to the working folder when it is inside it."""
+    inside = path.resolve().is_relative_to(Path.cwd())
+    return str(path.resolve().relative_to(Path.cwd())) if inside else str(path)
 
 
 def _jsonable(value):
-    """Turn tensors, NumPy values, paths and non-finite floats into plain JSON values."""
+    """Tensors, NumPy values and paths as plain JSON values; inf and nan as strings."""
     if hasattr(value, "tolist"):  # torch.Tensor, numpy arrays and scalars
         value = value.tolist()
     if isinstance(value, dict):
         return {str(key): _jsonable(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [_jsonable(item) for item in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)  # JSON has no inf/nan
-    if isinstance(value, Path):
+    if (isinstance(value, float) and not math.isfinite(value)) or isinstance(value, Path):
         return str(value)
     return value
-
-
-def write_json(path: str | os.PathLike, data) -> Path:
-    """Write `data` as indented JSON, atomically."""
-    path = Path(path)
-    with atomic_path(path) as temp_path:
-        temp_path.write_text(json.dumps(_jsonable(data), indent=2) + "\n", encoding="utf-8")
-    return path
 
 
 def write_metrics(out_dir: str | os.PathLike, metrics: dict, headline: str | None = None) -> Path:
@@ -87,20 +73,21 @@ def write_metrics(out_dir: str | os.PathLike, metrics: dict, headline: str | Non
     When a stand-in replaced real data, `"data": "stand-in"` and the stand-ins are recorded too,
     so nobody mistakes a stand-in's accuracy for a real one."""
     data = dict(metrics)
-    replaced = stand_ins_used()
-    if replaced:
+    if stand_ins_used():
         data.setdefault("data", "stand-in")
-        data.setdefault("stand_ins", replaced)
+        data.setdefault("stand_ins", stand_ins_used())
     if headline is not None:
         if headline not in metrics:
             raise KeyError(f"headline metric {headline!r} is not among the metrics")
         data["headline"] = headline
-    path = write_json(Path(out_dir) / "metrics.json", data)
-    print(f"wrote {_display_path(path)}")
+    path = Path(out_dir) / "metrics.json"
+    with atomic_path(path) as temp_path:
+        temp_path.write_text(json.dumps(_jsonable(data), indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {_shown(path)}")
     return path
 
 
-def progress(iterable: Iterable, desc: str = "", total: int | None = None, **kwargs) -> Iterable:
+def progress(iterable, desc: str = "", total: int | None = None, **kwargs):
     """A tqdm progress bar on a terminal (a widget in a notebook that has ipywidgets); silent
     when output goes to a file or a pipe, so logs hold the lesson's lines, not bar redraws."""
     if in_notebook() and importlib.util.find_spec("ipywidgets") is not None:

@@ -29,10 +29,18 @@ def env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
 
 
-def outputs_root() -> Path:
-    """`$LESSONS_OUT_ROOT`, else `<repo>/outputs`."""
-    env = os.environ.get(OUT_ROOT_ENV, "").strip()
-    return Path(env).expanduser() if env else REPO_ROOT / "outputs"
+def env_path(name: str, default: Path) -> Path:
+    """The folder the environment variable `name` names, else `default`."""
+    value = os.environ.get(name, "").strip()
+    return Path(value).expanduser() if value else default
+
+
+def default_data_dir() -> Path:  # $LESSONS_DATA_DIR, else <repo>/data
+    return env_path(DATA_DIR_ENV, REPO_ROOT / "data")
+
+
+def outputs_root() -> Path:  # $LESSONS_OUT_ROOT, else <repo>/outputs
+    return env_path(OUT_ROOT_ENV, REPO_ROOT / "outputs")
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
