@@ -3,6 +3,7 @@ checkpoints written atomically, and one-line errors for every bad checkpoint."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -88,7 +89,9 @@ def test_the_quick_run_shows_the_round_trip(quick_run):
     assert before == after and before.startswith("[")
     line = run.line("identical outputs: ")
     assert line.startswith("identical outputs: True; in train mode the same images give other")
-    assert line.endswith("outputs: True; model_weights.pt: 817 kB")  # 203,530 float32 numbers
+    assert "other outputs: True; model_weights.pt: " in line
+    size_kb = int(line.rsplit(": ", 1)[1].removesuffix(" kB"))
+    assert 814 <= size_kb <= 830  # 203,530 float32 numbers, plus what each torch version adds
     assert run.metrics["round_trip_identical"] is True
 
 
@@ -129,10 +132,16 @@ def test_cached_pretrained_weights_are_used(lesson, tmp_path, monkeypatch, capsy
     assert "unavailable (downloads are off): using random weights" in capsys.readouterr().out
 
 
+def refused(name: str) -> re.Pattern:
+    """The refusal of a weights_only load, as torch 2.3 ('Unsupported class __builtin__.print')
+    and current torch ('Unsupported global: GLOBAL print') word it."""
+    return re.compile(rf"refused \(Unsupported (global: GLOBAL|class) (__builtin__\.)?{name}\)")
+
+
 def test_the_whole_module_needs_weights_only_false(quick_run):
     run = quick_run(STEM)
-    refusal = "refused (Unsupported global: GLOBAL __main__.FashionMLP)"
-    assert run.metrics["whole_module_weights_only"] == refusal
+    refusal = run.metrics["whole_module_weights_only"]
+    assert refused(r"__main__\.FashionMLP").fullmatch(refusal), refusal
     assert (
         run.line("whole module, weights_only=True:")
         == f"whole module, weights_only=True: {refusal}"
@@ -144,12 +153,12 @@ def test_the_whole_module_needs_weights_only_false(quick_run):
 
 def test_the_crafted_file_is_refused_before_its_payload_runs(quick_run):
     run = quick_run(STEM)
-    refusal = "refused (Unsupported global: GLOBAL print)"
-    assert run.metrics["crafted_file_weights_only"] == refusal
+    refusal = run.metrics["crafted_file_weights_only"]
+    assert refused("print").fullmatch(refusal), refusal
     lines = run.printed.splitlines()
-    refused = lines.index(f"crafted file, weights_only=True: {refusal}")
+    refused_at = lines.index(f"crafted file, weights_only=True: {refusal}")
     payload = lines.index("!!! this line was printed by code hidden inside the file !!!")
-    assert refused < payload  # it ran only on the deliberate weights_only=False load
+    assert refused_at < payload  # it ran only on the deliberate weights_only=False load
     assert lines.count(lines[payload]) == 1
     assert not (run.out / "innocent_looking_weights.pt").exists()
 
@@ -158,7 +167,7 @@ def test_weights_only_never_runs_the_payload(lesson, tmp_path, capsys):
     path = tmp_path / "trap.pt"
     torch.save({"w": torch.ones(1), "trap": lesson.Payload()}, path)
     answer = lesson.weights_only_answer(path)
-    assert answer.startswith("refused (Unsupported global: GLOBAL ") and "print" in answer
+    assert refused("print").fullmatch(answer), answer
     assert "hidden inside the file" not in capsys.readouterr().out
     torch.save({"w": torch.ones(1)}, path)
     assert lesson.weights_only_answer(path) == "loaded"
