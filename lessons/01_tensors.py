@@ -14,7 +14,7 @@ How to run
 Open the file in VS Code or Jupyter to run it cell by cell (`# %%` marks the cells).
 The saved tensors go to outputs/01_tensors/.
 
-Time: --quick ~3 s, full ~3 s on a 2-core CPU (--quick runs the same lesson).
+Time: --quick ~4 s, full ~4 s on a 2-core CPU (--quick runs the same lesson).
 """
 
 # %%

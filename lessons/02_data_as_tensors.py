@@ -16,7 +16,7 @@ missing ones are downloaded from the book's repository (MD5-checked) when online
 missing dataset (the image folder counts as one) is replaced by a synthetic stand-in of the
 same shape, announced once; its numbers are not the real files'.
 
-Time: --quick ~3 s, full ~3 s on a 2-core CPU.
+Time: --quick ~4 s, full ~4 s on a 2-core CPU.
 """
 
 # %%

@@ -13,7 +13,7 @@ How to run
     python lessons/05_linear_models.py --quick      # 10 diabetes epochs instead of 40
 Data: <data root>/liuer/diabetes.csv.gz (downloaded when allowed; offline, a synthetic stand-in).
 
-Time: --quick ~5 s, full ~6 s on a 2-core CPU (a third of it is importing torch).
+Time: --quick ~7 s, full ~8 s on a 2-core CPU (a third of it is importing torch).
 """
 
 # %%

@@ -19,7 +19,7 @@ How to run
 Data comes from the data root (torchvision layout, downloaded when missing and allowed; offline, a
 synthetic stand-in). Plots and metrics.json go to outputs/06_mlp/.
 
-Time: --quick ~5 s, full ~32 s on a 2-core CPU (FashionMNIST, test accuracy about 0.89).
+Time: --quick ~5 s, full ~40 s on a 2-core CPU (FashionMNIST, test accuracy about 0.89).
 """
 
 # %%

@@ -16,7 +16,7 @@ How to run
 Data comes from the data root (torchvision layout, downloaded when missing and allowed; offline, a
 synthetic stand-in). Plots and metrics.json go to outputs/07_cnn/.
 
-Time: --quick ~5 s, full ~75 s on a 2-core CPU (test accuracy about 0.92 FashionMNIST, 0.99 MNIST).
+Time: --quick ~6 s, full ~2 min on a 2-core CPU (test accuracy about 0.92 FashionMNIST, 0.99 MNIST).
 """
 
 # %%

@@ -12,8 +12,8 @@ How to run
 Data comes from the data root (torchvision's layout; offline, a synthetic stand-in);
 `--image-folder DIR` reads DIR/train/<class>/* and DIR/test/<class>/* (resized to 32x32).
 
-Time: --quick ~15 s, full ~70 s on a 2-core CPU (cifar_net on the JPEG copy, test accuracy about
-0.68; --model resnet ~30 s and inception ~2.5 min on MNIST, about 0.99).
+Time: --quick ~5 s, full ~100 s on a 2-core CPU (cifar_net on the JPEG copy, test accuracy about
+0.67; --model resnet ~45 s and inception ~2 min on MNIST, about 0.99).
 """
 
 # %%

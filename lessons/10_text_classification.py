@@ -9,7 +9,7 @@ How to run: python lessons/10_text_classification.py [--quick], or for instance
     python lessons/10_text_classification.py --predict "Rocket lands on Mars after long trip"
 Data: <data root>/AG_NEWS/{train,test}.csv, or test.csv alone (split 6,000/1,600), or a stand-in.
 
-Time: --quick ~5 s, full ~1.5 min on the 6,000/1,600 split (2-core CPU); the full 120,000-row
+Time: --quick ~7 s, full ~65 s on the 6,000/1,600 split (2-core CPU); the full 120,000-row
 AG_NEWS takes about 20 times longer per epoch.
 """
 

@@ -18,7 +18,7 @@ Data (under the data root): `liuer/names_train.csv.gz` and `liuer/names_test.csv
 `names/<Language>.txt` (one name per line: the PyTorch char-RNN tutorial's files, split 80/20
 here). Missing files are downloaded when online; offline a synthetic stand-in is announced.
 
-Time: --quick ~5 s, full ~30 s on a 2-core CPU (test accuracy about 0.85).
+Time: --quick ~5 s, full ~50 s on a 2-core CPU (test accuracy about 0.85).
 """
 
 # %%

@@ -12,7 +12,7 @@ How to run
     python lessons/12_save_load.py --epochs 6 --resume   # continue from epoch 2 to epoch 6
     python lessons/12_save_load.py --quick               # a few batches, seconds
 
-Time: --quick ~7 s, full ~40 s (6 epochs) on a 2-core CPU (test accuracy about 0.88).
+Time: --quick ~6 s, full ~1 min (6 epochs) on a 2-core CPU (test accuracy about 0.88).
 """
 
 # %%

@@ -10,7 +10,7 @@ How to run
     python lessons/13_optimization.py                     # everything
     python lessons/13_optimization.py --quick             # fewer steps, a few seconds
 
-Time: --quick ~6 s, full ~15 s on a 2-core CPU.
+Time: --quick ~6 s, full ~20 s on a 2-core CPU.
 """
 
 # %%

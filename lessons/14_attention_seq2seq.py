@@ -14,7 +14,7 @@ How to run
     python lessons/14_attention_seq2seq.py --quick        # fewer training steps
 Open the file in VS Code or Jupyter to run it cell by cell (`# %%` marks the cells).
 
-Time: --quick ~5 s, full ~6 s on a 2-core CPU.
+Time: --quick ~5 s, full ~5 s on a 2-core CPU.
 """
 
 # %%

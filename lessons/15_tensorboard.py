@@ -14,7 +14,7 @@ How to run
     tensorboard --logdir outputs/15_tensorboard/runs   # then open http://localhost:6006
 Each run gets its own time-stamped folder; only the newest few are kept.
 
-Time: --quick ~6 s, full ~25 s (3 epochs) on a 2-core CPU.
+Time: --quick ~6 s, full ~40 s (3 epochs) on a 2-core CPU.
 """
 
 # %%
