@@ -89,7 +89,7 @@ def test_the_stand_in_is_learnable_but_not_trivial():
     assert losses[-1] < losses[0]
     assert 0.4 < accuracy < 0.9, accuracy  # chance is 0.1
     wrong_labels = (train.targets != train.data.classes).float().mean().item()
-    assert 0.03 < wrong_labels < 0.07  # about LABEL_NOISE of the labels are wrong on purpose
+    assert 0.07 < wrong_labels < 0.11  # about 0.9 * LABEL_NOISE: a random label can be right
 
 
 def test_the_stand_in_draws_only_the_images_used():

@@ -142,7 +142,7 @@ VISION_SPECS = {
     "FashionMNIST": ((28, 28, 1), tvd.FashionMNIST.classes, 60_000, 10_000),
     "CIFAR10": ((32, 32, 3), CIFAR10_CLASSES, 50_000, 10_000),
 }
-LABEL_NOISE = 0.05  # the share of stand-in labels drawn at random
+LABEL_NOISE = 0.1  # the share of stand-in labels drawn at random
 CHUNK = 4096  # stand-in images are drawn this many at a time, when first read
 
 
