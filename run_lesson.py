@@ -20,10 +20,10 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO_ROOT / "lessons"))
 
 from common.settings import (  # noqa: E402  (lessons/ must be on the path first)
     OneLineErrorParser,
+    atomic_path,
     non_negative_int,
     positive_float,
     positive_int,
@@ -63,6 +64,7 @@ class Result:
     seconds: float
     headline: str = ""
     notes: list[str] = field(default_factory=list)
+    started: float = 0.0  # when the run began (time.time()), to tell its files from older ones
 
 
 # --------------------------------------------------------------------------- discovery
@@ -177,10 +179,25 @@ def stop(process: subprocess.Popen, sig: int = signal.SIGINT) -> None:
 
 
 def run_one(
-    lesson: Lesson, passthrough: list[str], out_root: Path, timeout: float | None
+    lesson: Lesson,
+    passthrough: list[str],
+    out_root: Path,
+    timeout: float | None,
+    notebook: bool = False,
 ) -> Result:
     out_dir = out_root / lesson.name
-    command = [sys.executable, str(lesson.path), *passthrough, "--out", str(out_dir)]
+    flags = [*passthrough, "--out", str(out_dir)]
+    if notebook:  # this script again, executing the lesson as a notebook (see notebook_main)
+        command = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            NOTEBOOK_COMMAND,
+            str(lesson.path),
+        ]
+        (out_dir / NOTEBOOK_ERROR).unlink(missing_ok=True)
+    else:
+        command = [sys.executable, str(lesson.path)]
+    command += flags
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     # Figures are saved, not shown: a plot window would stop the course until someone closes it.
     env.setdefault("MPLBACKEND", "Agg")
@@ -197,6 +214,9 @@ def run_one(
         return Result(lesson, "interrupted", time.time() - started)
     seconds = time.time() - started
     if returncode != 0:
+        cell_error = out_dir / NOTEBOOK_ERROR
+        if notebook and cell_error.is_file():
+            return Result(lesson, "failed", seconds, notes=[cell_error.read_text(encoding="utf-8")])
         return Result(lesson, "failed", seconds, notes=[f"exit status {returncode}"])
     headline = headline_of(out_dir / "metrics.json", started)
     if headline is None:
@@ -244,9 +264,47 @@ def execute_notebook(notebook, cwd: Path, env: dict, timeout: float | None = Non
         timeout=timeout,
         kernel_name="python3",
         resources={"metadata": {"path": str(cwd)}},
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],  # not its warnings about TCP
     )
     client.execute(cwd=str(cwd), env=env)
     return notebook
+
+
+NOTEBOOK_COMMAND, NOTEBOOK_ERROR = "--execute-notebook", "notebook-error.txt"
+
+
+def notebook_main(path: Path, lesson_flags: list[str]) -> int:
+    """`run_lesson.py --execute-notebook LESSON FLAGS`: the lesson as an executed notebook.
+
+    The kernel gets FLAGS through `$LESSONS_ARGS` (a notebook has no command line) and writes
+    what the script would; the notebook, with every output and figure inline, is saved as
+    `<out>/<lesson>.ipynb` even when a cell fails. A failing cell is one line on stderr (and in
+    `<out>/notebook-error.txt`, for the runner's table) and exit status 1.
+    """
+    import nbformat
+    from nbclient.exceptions import CellExecutionError
+
+    out = Path(lesson_flags[lesson_flags.index("--out") + 1])
+    out.mkdir(parents=True, exist_ok=True)
+    notebook = lesson_notebook(path)
+    env = dict(os.environ, LESSONS_ARGS=shlex.join(lesson_flags))
+    problem = None
+    try:
+        execute_notebook(notebook, path.parent, env)
+    except CellExecutionError as error:
+        number = next((n for n, cell in enumerate(notebook.cells, 1) if any(
+            output.output_type == "error" for output in cell.get("outputs", []))), "?")  # fmt: skip
+        reason = f"{error.ename}: {error.evalue}".strip().splitlines()[0][:300]
+        problem = f"cell {number} failed: {reason}"
+    finally:
+        with atomic_path(out / f"{path.stem}.ipynb") as temp_path:
+            nbformat.write(notebook, temp_path)
+    print(f"wrote {out / f'{path.stem}.ipynb'}")
+    if problem is not None:
+        (out / NOTEBOOK_ERROR).write_text(problem, encoding="utf-8")
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def summary_rows(results: list[Result]) -> list[tuple[str, ...]]:
@@ -270,11 +328,8 @@ def write_report(path: Path, rows: list[tuple[str, ...]], argv: list[str]) -> No
     lines += [
         "| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows[1:]
     ]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(handle, "w", encoding="utf-8") as file:
-        file.write("\n".join(lines) + "\n")
-    os.replace(temp_name, path)
+    with atomic_path(path) as temp_path:
+        temp_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 # --------------------------------------------------------------------------- command line
@@ -295,7 +350,19 @@ def build_parser() -> argparse.ArgumentParser:
     lesson_flags.add_argument("--no-download", action="store_true", help="never download data")
     parser.add_argument("--timeout", type=positive_float, help="seconds allowed per lesson")
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first failure")
-    parser.add_argument("--report", type=Path, help="also write the summary to this Markdown file")
+    parser.add_argument(
+        "--notebook",
+        action="store_true",
+        help="run each lesson as a notebook; saves outputs/<lesson>/<lesson>.ipynb, executed",
+    )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        action="append",
+        default=[],
+        help="also write the summary to FILE: .md for a table, .html for the course report "
+        "with every figure (may be given twice)",
+    )
     parser.add_argument(
         "--lessons-dir", type=Path, default=REPO_ROOT / "lessons", help=argparse.SUPPRESS
     )
@@ -316,6 +383,15 @@ def passthrough_flags(args: argparse.Namespace) -> list[str]:
     return flags
 
 
+def environment(args: argparse.Namespace) -> dict[str, str]:
+    """Where the lessons ran, for the course report: device, torch and Python versions."""
+    from common.device import describe, pick_device
+
+    line = describe(pick_device(args.device))  # "device cpu (2 threads) | torch 2.14.1 | ..."
+    device, torch_version, python = (part.split(" ", 1)[1] for part in line.split(" | "))
+    return {"device": device, "torch": torch_version, "python": python}
+
+
 def check_device(parser: argparse.ArgumentParser, name: str | None) -> None:
     """Refuse an unavailable device once, up front, instead of once per lesson."""
     if name is None or name.strip().lower() in ("auto", "cpu"):
@@ -330,6 +406,8 @@ def check_device(parser: argparse.ArgumentParser, name: str | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == [NOTEBOOK_COMMAND]:
+        return notebook_main(Path(argv[1]), argv[2:])
     parser = build_parser()
     args = parser.parse_args(argv)
     lessons = discover(args.lessons_dir)
@@ -353,7 +431,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for position, lesson in enumerate(chosen, start=1):
             print(f"\n=== [{position}/{len(chosen)}] {lesson.name}: {lesson.title} ===", flush=True)
-            result = run_one(lesson, passthrough, args.out_root, args.timeout)
+            started = time.time()
+            result = run_one(lesson, passthrough, args.out_root, args.timeout, args.notebook)
+            result.started = started
             results.append(result)
             if result.status == "interrupted":
                 interrupted = True
@@ -367,9 +447,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = summary_rows(results)
     passed = sum(result.status == "ok" for result in results)
     print(f"\n{format_table(rows)}\n\n{passed}/{len(chosen)} lessons ok")
-    if args.report:
-        write_report(args.report, rows, argv)
-        print(f"wrote {args.report}")
+    for report in args.report:
+        if report.suffix.lower() in (".html", ".htm"):
+            import course_report
+
+            course_report.write_html(report, results, args.out_root, argv, environment(args))
+        else:
+            write_report(report, rows, argv)
+        print(f"wrote {report}")
     if interrupted:
         print("interrupted: the table shows the lessons run so far", file=sys.stderr)
         return EXIT_INTERRUPTED

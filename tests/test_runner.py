@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -190,3 +194,141 @@ def test_the_real_lesson_list_is_complete():
     for lesson in run_lesson.discover(REPO_ROOT / "lessons"):
         assert lesson.title and lesson.summary, lesson.name
         assert lesson.quick_time != "?" and lesson.full_time != "?", lesson.name
+
+
+# --------------------------------------------------------------------------- notebooks
+NOTEBOOK_LESSON = '''"""Notebook: a lesson in cells, for the runner.
+
+Time: --quick ~1 s, full ~1 s.
+"""
+
+# %%
+import json
+import os
+import shlex
+from pathlib import Path
+
+# %% [markdown]
+# ## 1. A cell that prints
+
+# %%
+flags = shlex.split(os.environ.get("LESSONS_ARGS", ""))
+out = Path(flags[flags.index("--out") + 1])
+print("flags:", flags)
+{second_cell}
+'''
+WRITES = """out.mkdir(parents=True, exist_ok=True)
+(out / "metrics.json").write_text(json.dumps({"accuracy": 0.5, "headline": "accuracy"}))"""
+
+
+def test_a_lesson_runs_as_an_executed_notebook(tmp_path):
+    folder = tmp_path / "lessons"
+    folder.mkdir()
+    text = NOTEBOOK_LESSON.format(second_cell=WRITES)
+    (folder / "01_notebook.py").write_text(text, encoding="utf-8")
+    result = run(folder, "1", "--notebook", "--quick", "--seed", "3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    notebook = json.loads((tmp_path / "outputs" / "01_notebook" / "01_notebook.ipynb").read_text())
+    assert notebook["cells"][0]["cell_type"] == "markdown"  # the docstring, as the title
+    assert "".join(notebook["cells"][0]["source"]).startswith("# Notebook: a lesson in cells")
+    outputs = [out for cell in notebook["cells"] for out in cell.get("outputs", [])]
+    printed = "".join("".join(out.get("text", "")) for out in outputs)
+    assert "flags: ['--quick', '--seed', '3', '--out'" in printed
+    assert re.search(r"01_notebook\s+ok\s+[\d.]+ s\s+accuracy=0\.5000", result.stdout)
+
+
+def test_a_failing_cell_fails_the_lesson_with_its_error_line(tmp_path):
+    folder = tmp_path / "lessons"
+    folder.mkdir()
+    text = NOTEBOOK_LESSON.format(second_cell="raise ValueError('the data is upside down')")
+    (folder / "01_broken.py").write_text(text, encoding="utf-8")
+    result = run(folder, "1", "--notebook")
+    assert result.returncode == 1 and "Traceback" not in result.stdout
+    assert re.search(r"01_broken\s+failed .*cell 4 failed: ValueError: the data is upside down",
+                     result.stdout)  # fmt: skip
+    assert (tmp_path / "outputs" / "01_broken" / "01_broken.ipynb").is_file()  # kept, to read
+
+
+def test_a_real_lesson_as_a_notebook(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "run_lesson.py"), "4", "--notebook", "--quick",
+         "--device", "cpu", "--out-root", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    notebook = json.loads((tmp_path / "04_autograd" / "04_autograd.ipynb").read_text())
+    code = [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
+    assert all(cell["outputs"] for cell in code if run_lesson.GUARD in "".join(cell["source"]))
+    assert (tmp_path / "04_autograd" / "metrics.json").is_file()
+
+
+# --------------------------------------------------------------------------- the HTML report
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360f80f00000101000518d84e0000000049454e44ae426082"
+)
+FIGURE_LESSON = """
+out.mkdir(parents=True, exist_ok=True)
+(out / "curve.png").write_bytes(bytes.fromhex({png!r}))
+metrics = {{"accuracy": 0.875, "headline": "accuracy", "data": "stand-in", "loss_history": [1, 2]}}
+(out / "metrics.json").write_text(json.dumps(metrics))
+"""
+
+
+@pytest.fixture
+def html_report(lessons, tmp_path) -> Path:
+    write_lesson(lessons, "04_figure.py", "Figures", FIGURE_LESSON.format(png=PNG.hex()))
+    report = tmp_path / "reports" / "course.html"
+    result = run(lessons, "1,2,4", "--report", str(report), "--report", str(tmp_path / "r.md"))
+    assert result.returncode == 1  # 02 fails on purpose
+    assert f"wrote {report}" in result.stdout and (tmp_path / "r.md").is_file()
+    return report
+
+
+def test_the_html_report_is_one_self_contained_page(html_report):
+    page = html_report.read_text(encoding="utf-8")
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page
+    assert "<title>Course report: 2/3 lessons ok</title>" in page
+    assert not re.search(r"""(src|href)=["'](https?:)?//""", page), "no network needed"
+    assert "<script" not in page
+    rows = re.findall(r"<tr><td>(.*?)</td></tr>", page)
+    assert len(rows) == 3
+    assert "04_figure" in rows[2] and "stand-in data" in rows[2] and "accuracy=0.8750" in rows[2]
+    assert "failed" in rows[1] and "exit status 3" in rows[1]
+    assert "cpu" in rows[0] and "torch" not in rows[0]  # device and version have their columns
+    images = re.findall(r'<img src="data:image/png;base64,([^"]+)"', page)
+    assert [base64.b64decode(image) for image in images] == [PNG]
+    assert "<dt>accuracy</dt><dd>0.8750</dd>" in page and "loss_history" not in page
+
+
+@pytest.mark.skipif(
+    shutil.which("chromium") is None and os.environ.get("LESSONS_BROWSER_TESTS_MUST_RUN") != "1",
+    reason="chromium is not on this machine (.ci/run installs it)",
+)
+def test_the_html_report_renders_in_chromium_with_every_image(html_report, tmp_path):
+    """Headless Chromium loads the page from disk, offline; a probe script copied in counts the
+    images that did not load (the report itself has no script)."""
+    probe = tmp_path / "probe.html"
+    script = """<script>window.addEventListener("load", () => {
+      const images = [...document.images];
+      document.body.dataset.images = images.length;
+      document.body.dataset.broken = images.filter(i => !i.complete || !i.naturalWidth).length;
+      document.body.dataset.width = document.documentElement.scrollWidth;
+      document.body.dataset.screen = window.innerWidth;
+    });</script></body>"""
+    probe.write_text(html_report.read_text(encoding="utf-8").replace("</body>", script),
+                     encoding="utf-8")  # fmt: skip
+    for width in (1280, 500):  # a laptop, and a phone (headless Chromium is 500 px or wider)
+        dom = subprocess.run(
+            ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", f"--window-size={width},900",
+             "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
+            capture_output=True, text=True, timeout=120,
+        ).stdout  # fmt: skip
+        body = re.search(r"<body ([^>]*)>", dom).group(1)
+        assert 'data-images="1"' in body and 'data-broken="0"' in body, body
+        page, screen = (
+            int(re.search(rf'data-{key}="(\d+)"', body).group(1)) for key in ("width", "screen")
+        )
+        assert page <= screen, "the page itself fits the screen; only the table scrolls"

@@ -2,14 +2,15 @@
 
 Every lesson gets the same flags (`--quick --device --epochs --batch-size --data-dir --seed
 --threads --no-download --out`, plus its own through `configure(parser)`), checked so that a bad
-value is one line and exit status 2. A notebook has no command line: there `LESSONS_QUICK=1`,
-`LESSONS_DEVICE`, `LESSONS_DATA_DIR` and `LESSONS_THREADS` do what the flags would.
+value is one line and exit status 2. A notebook has none: there `LESSONS_ARGS` holds the flags,
+and `LESSONS_QUICK=1`, `LESSONS_DEVICE`, `LESSONS_DATA_DIR` and `LESSONS_THREADS` set defaults.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def lesson_parser(doc, name: str, *, epochs=1, batch_size=64, seed=0) -> argpars
 def lesson_args(doc, argv=None, *, name: str, configure=None, threads=None, **defaults):
     """The lesson's flags, checked, with `device`, `data_dir` and `out` resolved.
 
-    `argv=None` reads the command line (none in a Jupyter kernel, whose `sys.argv` is its own).
+    `argv=None` reads the command line (in a Jupyter kernel, `$LESSONS_ARGS`).
     `defaults` are `epochs`, `batch_size` and `seed`; `threads` is the lesson's default thread
     count (tiny models run fastest on one), which `--threads` and `LESSONS_THREADS` override.
     Then it sets the thread count, seeds every generator, creates the output folder and prints
@@ -59,8 +60,8 @@ def lesson_args(doc, argv=None, *, name: str, configure=None, threads=None, **de
     parser = lesson_parser(doc, name, **defaults)
     if configure is not None:
         configure(parser)
-    if argv is None:
-        argv = [] if in_notebook() else sys.argv[1:]
+    if argv is None:  # a kernel's sys.argv is its own: there, $LESSONS_ARGS stands in for it
+        argv = shlex.split(os.environ.get(settings.ARGS_ENV, "")) if in_notebook() else sys.argv[1:]
     args = parser.parse_args(list(argv))
     args.quick = args.quick or env_flag(settings.QUICK_ENV)
     args.lesson = name

@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 from torchvision.datasets.utils import check_integrity
 
 from common import LessonError
-from common.settings import DATA_README, REPO_ROOT, REQUIRE_REAL_ENV, env_flag
+from common.settings import REPO_ROOT, REQUIRE_REAL_ENV, env_flag
 
 EXTRACTION_CACHE = REPO_ROOT / "data" / ".cache"
 
@@ -292,7 +292,7 @@ def vision_dataset(name: str, args, *, train=True, transform=None, target_transf
         except DataUnavailable as error:
             reason = f"could not be downloaded ({error})"
     use_stand_in(name, reason, f"run once online, or put torchvision's files under {root}/ "
-                               f"(see {DATA_README})")  # fmt: skip
+                               "(see data/README.md)")  # fmt: skip
     return StandInImages(name, train, transform=transform, target_transform=target_transform)
 
 

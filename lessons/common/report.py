@@ -20,8 +20,6 @@ from tqdm import tqdm
 from common.data import stand_ins_used
 from common.settings import atomic_path, outputs_root
 
-FILE_BACKENDS = ("agg", "pdf", "svg", "ps", "cairo", "template")
-
 
 def lesson_output_dir(lesson: str, out: str | os.PathLike | None = None) -> Path:
     """`out` if given, else `outputs/<lesson>/` (under `$LESSONS_OUT_ROOT`); created if missing."""
@@ -41,7 +39,8 @@ def save_figure(fig: plt.Figure, path: str | os.PathLike) -> Path:
     path = Path(path)
     with atomic_path(path) as temp_path:
         fig.savefig(temp_path, format="png", dpi=100, bbox_inches="tight")
-    window = sys.stdout.isatty() and matplotlib.get_backend().lower() not in FILE_BACKENDS
+    files_only = ("agg", "pdf", "svg", "ps", "cairo", "template")  # backends without windows
+    window = sys.stdout.isatty() and matplotlib.get_backend().lower() not in files_only
     if in_notebook() or window:
         plt.show()
     plt.close(fig)

@@ -7,18 +7,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DATA_README = "data/README.md"
 
 DATA_DIR_ENV = "LESSONS_DATA_DIR"  # the data root
 OUT_ROOT_ENV = "LESSONS_OUT_ROOT"  # where outputs/<lesson>/ folders go (default <repo>/outputs)
 OFFLINE_ENV = "LESSONS_OFFLINE"  # 1: never download
 DEVICE_ENV = "LESSONS_DEVICE"  # the default --device
 QUICK_ENV = "LESSONS_QUICK"  # 1: --quick, also where there is no command line (a notebook)
+ARGS_ENV = "LESSONS_ARGS"  # a notebook's command line, as the runner's --notebook passes it
 THREADS_ENV = "LESSONS_THREADS"  # the default --threads
 REQUIRE_REAL_ENV = "LESSONS_REQUIRE_REAL_DATA"  # 1: a missing dataset is an error, no stand-in
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N, mps"
@@ -82,9 +81,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     any error the temporary file is removed and `path` keeps its previous content."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    temp_path = Path(temp_name)
+    # Not tempfile.mkstemp: its files are private (0600); this one gets the usual permissions.
+    temp_path = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         yield temp_path
         os.replace(temp_path, path)
