@@ -201,6 +201,7 @@ def run_one(
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     # Figures are saved, not shown: a plot window would stop the course until someone closes it.
     env.setdefault("MPLBACKEND", "Agg")
+    env.setdefault("PYTHONIOENCODING", "utf-8")  # the lessons print ×, ≈: Windows pipes too
     started = time.time()
     # A session of its own, so a timeout can stop the lesson's DataLoader workers as well.
     process = subprocess.Popen(command, env=env, start_new_session=(os.name == "posix"))

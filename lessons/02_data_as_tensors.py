@@ -292,7 +292,7 @@ def word_one_hot(line: str, word_index: dict[str, int]) -> torch.Tensor:
 
 if __name__ == "__main__":
     text_path = book_file(args, TEXT)
-    text = read_text(text_path) if text_path else text_stand_in()
+    text = read_text(text_path, encoding="utf-8") if text_path else text_stand_in()
     line = text.split("\n")[200].strip()
     print(f"line 200: {line!r}")
     print(f"character one-hot of the line: {list(char_one_hot(line).shape)}")

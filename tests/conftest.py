@@ -151,6 +151,7 @@ def run_lesson_cli(stem: str, *flags: str, timeout: float = 120) -> subprocess.C
         text=True,
         timeout=timeout,
         env={**os.environ, "LESSONS_OFFLINE": "1", "MPLBACKEND": "Agg"},
+        encoding="utf-8",
     )
 
 

@@ -29,7 +29,7 @@ def lesson():
 def test_the_image_folder_round_trip(lesson, tmp_path):
     samples = [(torch.rand(1, 28, 28), label) for label in (3, 7, 1)]
     annotations = lesson.write_image_folder(samples, tmp_path / "images", count=3)
-    assert annotations.read_text().splitlines() == [
+    assert annotations.read_text(encoding="utf-8").splitlines() == [
         "sample_00.png,3",
         "sample_01.png,7",
         "sample_02.png,1",

@@ -125,7 +125,7 @@ def write_names(root, train_text: str | bytes, gzipped: bool = True):
         with gzip.open(train, "wt") as file:
             file.write(train_text)
     else:
-        train.write_text(train_text)
+        train.write_text(train_text, encoding="utf-8")
     with gzip.open(root / "liuer" / "names_test.csv.gz", "wt") as file:
         file.write('"Kim","Korean"\n')
 

@@ -117,7 +117,7 @@ def test_old_runs_are_pruned_but_foreign_folders_kept(lesson, tmp_path):
         (old / f"events.out.tfevents.{index}").write_bytes(b"x")
     mine = runs / "20190101-000000"  # looks like a run but holds a file we did not write
     mine.mkdir()
-    (mine / "notes.txt").write_text("keep me")
+    (mine / "notes.txt").write_text("keep me", encoding="utf-8")
     (runs / "my_experiment").mkdir()
 
     run = lesson.new_run_dir(runs, keep=3)
@@ -125,7 +125,7 @@ def test_old_runs_are_pruned_but_foreign_folders_kept(lesson, tmp_path):
     remaining = sorted(p.name for p in runs.iterdir())
     # The two newest old runs stay (with the new one that makes three); foreign folders stay.
     assert remaining == ["20190101-000000", "20200101-000003", "20200101-000004", "my_experiment"]
-    assert (mine / "notes.txt").read_text() == "keep me"
+    assert (mine / "notes.txt").read_text(encoding="utf-8") == "keep me"
 
 
 def test_repeated_runs_keep_a_bounded_number(lesson, tmp_path):

@@ -360,7 +360,12 @@ def test_a_lesson_that_exits_0_without_metrics(fake_lessons, tmp_path):
 def test_ctrl_c_in_the_runner_prints_the_summary_so_far(fake_lessons):
     command = [sys.executable, *runner(fake_lessons, "1-2", "--report", "partial.md")]
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=fake_lessons.parent
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=fake_lessons.parent,
+        encoding="utf-8",
     )
     time.sleep(3)  # the sleepy lesson has started
     process.send_signal(signal.SIGINT)

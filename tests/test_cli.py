@@ -124,9 +124,12 @@ def test_a_lesson_error_on_the_command_line_is_one_line_and_exit_1(tmp_path):
         "from common import LessonError\n"
         "from common.cli import lesson_args\n"
         f"lesson_args(None, ['--out', {str(tmp_path / 'out')!r}], name='99_failing')\n"
-        "raise LessonError('checkpoint.pt is truncated')\n"
+        "raise LessonError('checkpoint.pt is truncated')\n",
+        encoding="utf-8",
     )
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, encoding="utf-8"
+    )
     assert result.returncode == 1
     assert result.stderr == "error: checkpoint.pt is truncated\n"
 

@@ -191,7 +191,7 @@ def test_data_file_gives_the_file_or_announces_the_stand_in(tmp_path, capsys, mo
     assert notice.startswith("NOTICE: wine (dlwpt/wine.csv) is not under") and url in notice
     assert data.stand_ins_used() == ["wine"]
     (tmp_path / "dlwpt").mkdir()
-    (tmp_path / "dlwpt" / "wine.csv").write_text("1;2\n")
+    (tmp_path / "dlwpt" / "wine.csv").write_text("1;2\n", encoding="utf-8")
     assert data_file(args, "dlwpt/wine.csv", url=url) == tmp_path / "dlwpt" / "wine.csv"
     assert data_file(args, "dlwpt/other.csv", url=url) is None
     assert "NOTICE: dlwpt/other.csv is not under" in capsys.readouterr().out
@@ -216,7 +216,7 @@ def test_network_reachable(file_server):
 
 
 def test_open_text_reads_plain_and_gzip(tmp_path):
-    (tmp_path / "a.txt").write_text("hello\n")
+    (tmp_path / "a.txt").write_text("hello\n", encoding="utf-8")
     with gzip.open(tmp_path / "b.csv.gz", "wt") as file:
         file.write("1,2\n")
     with open_text(tmp_path / "a.txt") as file:

@@ -14,11 +14,11 @@ from common.settings import atomic_path
 
 def test_atomic_path_keeps_the_old_file_when_the_write_fails(tmp_path):
     target = tmp_path / "checkpoint.json"
-    target.write_text("good")
+    target.write_text("good", encoding="utf-8")
     with pytest.raises(RuntimeError), atomic_path(target) as temp_path:
-        temp_path.write_text("half wri")
+        temp_path.write_text("half wri", encoding="utf-8")
         raise RuntimeError("interrupted mid-write")
-    assert target.read_text() == "good"
+    assert target.read_text(encoding="utf-8") == "good"
     assert [path.name for path in tmp_path.iterdir()] == ["checkpoint.json"]
 
 
@@ -26,14 +26,14 @@ def test_atomic_path_replaces_on_success(tmp_path):
     target = tmp_path / "sub" / "file.txt"
     with atomic_path(target) as temp_path:
         assert temp_path.parent == target.parent and temp_path != target
-        temp_path.write_text("new")
-    assert target.read_text() == "new"
+        temp_path.write_text("new", encoding="utf-8")
+    assert target.read_text(encoding="utf-8") == "new"
 
 
 def test_write_metrics_handles_tensors_and_non_finite_values(tmp_path):
     metrics = {"accuracy": torch.tensor(0.5), "loss_history": [1.0, float("inf")], "name": "x"}
     path = write_metrics(tmp_path, metrics, headline="accuracy")
-    saved = json.loads(path.read_text())
+    saved = json.loads(path.read_text(encoding="utf-8"))
     assert saved == {
         "accuracy": 0.5,
         "loss_history": [1.0, "inf"],
@@ -70,10 +70,12 @@ def test_metrics_record_a_stand_in(tmp_path, monkeypatch, capsys):
 
     monkeypatch.delenv("LESSONS_REQUIRE_REAL_DATA", raising=False)
     write_metrics(tmp_path / "real", {"accuracy": 0.9}, headline="accuracy")
-    assert "data" not in json.loads((tmp_path / "real" / "metrics.json").read_text())
+    assert "data" not in json.loads(
+        (tmp_path / "real" / "metrics.json").read_text(encoding="utf-8")
+    )
 
     data.use_stand_in("MNIST", "is not here", "download it")
     write_metrics(tmp_path / "fake", {"accuracy": 0.9}, headline="accuracy")
-    saved = json.loads((tmp_path / "fake" / "metrics.json").read_text())
+    saved = json.loads((tmp_path / "fake" / "metrics.json").read_text(encoding="utf-8"))
     assert saved["data"] == "stand-in" and saved["stand_ins"] == ["MNIST"]
     assert capsys.readouterr().out.count("NOTICE") == 1

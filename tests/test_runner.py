@@ -39,7 +39,7 @@ out.mkdir(parents=True, exist_ok=True)
 
 def write_lesson(folder: Path, filename: str, title: str, body: str) -> None:
     text = LESSON_TEMPLATE.format(title=title, summary=f"what {title} teaches", body=body)
-    (folder / filename).write_text(text)
+    (folder / filename).write_text(text, encoding="utf-8")
 
 
 @pytest.fixture
@@ -54,14 +54,14 @@ def lessons(tmp_path) -> Path:
     # Like a real lesson, it turns Ctrl-C into one line instead of a traceback.
     sleepy = "try:\n    time.sleep(30)\nexcept KeyboardInterrupt:\n    sys.exit('interrupted')"
     write_lesson(folder, "09_sleepy.py", "Sleepy", sleepy)
-    (folder / "helpers.py").write_text("# not a lesson: no NN_ prefix\n")
+    (folder / "helpers.py").write_text("# not a lesson: no NN_ prefix\n", encoding="utf-8")
     return folder
 
 
 def run(lessons: Path, *argv: str) -> subprocess.CompletedProcess:
     command = [sys.executable, str(REPO_ROOT / "run_lesson.py"), *argv]
     command += ["--lessons-dir", str(lessons), "--out-root", str(lessons.parent / "outputs")]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, encoding="utf-8")
 
 
 def test_discovery_reads_titles_and_durations(lessons):
@@ -138,7 +138,9 @@ def test_a_successful_lesson_gets_the_flags_and_a_summary(lessons, tmp_path):
     summary = result.stdout.split("lesson ", 1)[1]
     assert "01_tensors" in summary and "ok" in summary and "accuracy=0.9123" in summary
     assert "1/1 lessons ok" in result.stdout
-    argv = json.loads((tmp_path / "outputs" / "01_tensors" / "argv.json").read_text())
+    argv = json.loads(
+        (tmp_path / "outputs" / "01_tensors" / "argv.json").read_text(encoding="utf-8")
+    )
     assert argv[:7] == ["--quick", "--device", "cpu", "--epochs", "2", "--seed", "3"]
 
 
@@ -151,7 +153,7 @@ def test_failures_are_reported_and_the_run_goes_on(lessons, tmp_path):
     assert "failed" in rows["02_fails"] and "exit status 3" in rows["02_fails"]
     assert "failed" in rows["03_no_metrics"] and "no metrics.json" in rows["03_no_metrics"]
     assert "2/4 lessons ok" in result.stdout
-    markdown = report.read_text()
+    markdown = report.read_text(encoding="utf-8")
     assert "| lesson | status | wall time | headline metric |" in markdown
     assert "| 02_fails | failed |" in markdown
 
@@ -166,7 +168,9 @@ def test_fail_fast_stops_at_the_first_failure(lessons):
 def test_stale_metrics_do_not_count(lessons, tmp_path):
     stale = tmp_path / "outputs" / "03_no_metrics"
     stale.mkdir(parents=True)
-    (stale / "metrics.json").write_text('{"accuracy": 1.0, "headline": "accuracy"}')
+    (stale / "metrics.json").write_text(
+        '{"accuracy": 1.0, "headline": "accuracy"}', encoding="utf-8"
+    )
     result = run(lessons, "3")
     assert result.returncode == 1 and "no metrics.json" in result.stdout
 
@@ -177,10 +181,13 @@ def test_timeout(lessons):
     assert "timed out" in result.stdout and "after 1 s" in result.stdout
 
 
+@pytest.mark.skipif(os.name != "posix", reason="sends SIGINT, which is how Ctrl-C arrives")
 def test_ctrl_c_stops_and_prints_the_summary_so_far(lessons):
     command = [sys.executable, str(REPO_ROOT / "run_lesson.py"), "1,9"]
     command += ["--lessons-dir", str(lessons), "--out-root", str(lessons.parent / "outputs")]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8"
+    )
     time.sleep(3)  # lesson 01 finishes, lesson 09 sleeps
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=30)
@@ -228,7 +235,9 @@ def test_a_lesson_runs_as_an_executed_notebook(tmp_path):
     (folder / "01_notebook.py").write_text(text, encoding="utf-8")
     result = run(folder, "1", "--notebook", "--quick", "--seed", "3")
     assert result.returncode == 0, result.stdout + result.stderr
-    notebook = json.loads((tmp_path / "outputs" / "01_notebook" / "01_notebook.ipynb").read_text())
+    notebook = json.loads(
+        (tmp_path / "outputs" / "01_notebook" / "01_notebook.ipynb").read_text(encoding="utf-8")
+    )
     assert notebook["cells"][0]["cell_type"] == "markdown"  # the docstring, as the title
     assert "".join(notebook["cells"][0]["source"]).startswith("# Notebook: a lesson in cells")
     outputs = [out for cell in notebook["cells"] for out in cell.get("outputs", [])]
@@ -253,10 +262,12 @@ def test_a_real_lesson_as_a_notebook(tmp_path):
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "run_lesson.py"), "4", "--notebook", "--quick",
          "--device", "cpu", "--out-root", str(tmp_path)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=300, encoding="utf-8"
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    notebook = json.loads((tmp_path / "04_autograd" / "04_autograd.ipynb").read_text())
+    notebook = json.loads(
+        (tmp_path / "04_autograd" / "04_autograd.ipynb").read_text(encoding="utf-8")
+    )
     code = [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
     assert all(cell["outputs"] for cell in code if run_lesson.GUARD in "".join(cell["source"]))
     assert (tmp_path / "04_autograd" / "metrics.json").is_file()
@@ -324,7 +335,7 @@ def test_the_html_report_renders_in_chromium_with_every_image(html_report, tmp_p
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--user-data-dir={tmp_path / 'profile'}", f"--window-size={width},900",
              "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
-            capture_output=True, text=True, timeout=120,
+            capture_output=True, text=True, timeout=120, encoding="utf-8"
         ).stdout  # fmt: skip
         body = re.search(r"<body ([^>]*)>", dom).group(1)
         assert 'data-images="1"' in body and 'data-broken="0"' in body, body

@@ -214,6 +214,7 @@ def run_python(code: str, **env) -> str:
         capture_output=True,
         text=True,
         timeout=120,
+        encoding="utf-8",
     )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
