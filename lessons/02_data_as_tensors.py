@@ -255,7 +255,7 @@ if __name__ == "__main__":
 
 
 # %%
-def read_text(path: Path) -> str:
+def read_book(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
@@ -292,7 +292,7 @@ def word_one_hot(line: str, word_index: dict[str, int]) -> torch.Tensor:
 
 if __name__ == "__main__":
     text_path = book_file(args, TEXT)
-    text = read_text(text_path, encoding="utf-8") if text_path else text_stand_in()
+    text = read_book(text_path) if text_path else text_stand_in()
     line = text.split("\n")[200].strip()
     print(f"line 200: {line!r}")
     print(f"character one-hot of the line: {list(char_one_hot(line).shape)}")

@@ -174,6 +174,18 @@ def _fresh_announcements():
 
 
 @pytest.fixture
+def one_thread():
+    """Train tiny models on one CPU thread, as lessons with `threads=1` do (more threads only add
+    overhead there, and much more on a busy CPU)."""
+    import torch
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+@pytest.fixture
 def real_data_dir(monkeypatch) -> Path:
     """The real datasets' root ($LESSONS_DATA_DIR), with stand-ins forbidden.
 

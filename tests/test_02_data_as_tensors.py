@@ -124,7 +124,7 @@ def test_the_bike_reference_values(lesson, real_data_dir):
 
 @pytest.mark.real_data
 def test_the_text_and_image_reference_values(lesson, real_data_dir):
-    text = lesson.read_text(real_data_dir / TEXT, encoding="utf-8")
+    text = lesson.read_book(real_data_dir / TEXT)
     word_index = {word: i for i, word in enumerate(sorted(set(lesson.clean_words(text))))}
     assert len(word_index) == SHAPES["vocabulary size"]
     line = text.split("\n")[200].strip()

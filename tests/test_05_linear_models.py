@@ -45,15 +45,6 @@ def lesson():
     return load_lesson(STEM)
 
 
-@pytest.fixture
-def one_thread():
-    """As the lesson's threads=1 does: tiny models run fastest on one CPU thread."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
 # --------------------------------------------------------------------------- reference values
 def test_exhaustive_search(lesson):
     weights, mse = lesson.exhaustive_search(X_TOY, Y_TOY)

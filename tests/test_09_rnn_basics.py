@@ -38,15 +38,6 @@ def lesson():
     return load_lesson(STEM)
 
 
-@pytest.fixture
-def one_thread():
-    """Train tiny models on one CPU thread, as the lesson does (more threads only add overhead)."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
 def test_rnn_shapes(lesson):
     assert lesson.rnn_shapes() == SHAPES
 

@@ -23,15 +23,6 @@ def lesson():
     return load_lesson(STEM)
 
 
-@pytest.fixture
-def one_thread():
-    """Train tiny models on one CPU thread, as the lesson does (more threads only add overhead)."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
 def seeded_qkv(seed: int):
     g = torch.Generator().manual_seed(seed)
     return (torch.randn(3, 2, generator=g) for _ in range(3))

@@ -62,6 +62,7 @@ def truncated_ag_news(tmp: Path) -> None:
 
 def checkpoint(content: bytes | None = None, malicious: bool = False):
     def prepare(tmp: Path) -> None:
+        empty_folder("empty")(tmp)  # the data root: the stand-in, quickly
         (tmp / "out").mkdir()
         path = tmp / "out" / "checkpoint.pt"
         if malicious:
@@ -88,6 +89,15 @@ def a_file(tmp: Path) -> None:
 
 
 QUICK = ["--quick", "--device", "cpu"]
+RESUME = [
+    lesson("12_save_load"),
+    *QUICK,
+    "--resume",
+    "--out",
+    "{tmp}/out",
+    "--data-dir",
+    "{tmp}/empty",
+]
 USAGE = r"python lessons/\d\d_\w+\.py: error: "
 CASES = [
     # the runner
@@ -176,63 +186,31 @@ CASES = [
     # checkpoints
     Case(
         "corrupt checkpoint",
-        [
-            lesson("12_save_load"),
-            *QUICK,
-            "--resume",
-            "--out",
-            "{tmp}/out",
-            "--data-dir",
-            "{tmp}/empty",
-        ],
+        RESUME,
         1,
         r"^error: .*checkpoint\.pt is not a readable checkpoint",
-        lambda tmp: (checkpoint(b"\x80\x02 not a checkpoint")(tmp), empty_folder("empty")(tmp)),
+        checkpoint(b"\x80\x02 not a checkpoint"),
         survives="out/checkpoint.pt",
     ),
     Case(
         "truncated checkpoint",
-        [
-            lesson("12_save_load"),
-            *QUICK,
-            "--resume",
-            "--out",
-            "{tmp}/out",
-            "--data-dir",
-            "{tmp}/empty",
-        ],
+        RESUME,
         1,
         r"^error: .*checkpoint\.pt is not a readable checkpoint",
-        lambda tmp: (checkpoint(b"")(tmp), empty_folder("empty")(tmp)),
+        checkpoint(b""),
         survives="out/checkpoint.pt",
     ),
     Case(
         "malicious pickle as checkpoint",
-        [
-            lesson("12_save_load"),
-            *QUICK,
-            "--resume",
-            "--out",
-            "{tmp}/out",
-            "--data-dir",
-            "{tmp}/empty",
-        ],
+        RESUME,
         1,
         r"^error: .*checkpoint\.pt .*Unsupported",
-        lambda tmp: (checkpoint(malicious=True)(tmp), empty_folder("empty")(tmp)),
+        checkpoint(malicious=True),
         survives="out/checkpoint.pt",
     ),
     Case(
         "missing checkpoint",
-        [
-            lesson("12_save_load"),
-            *QUICK,
-            "--resume",
-            "--out",
-            "{tmp}/out",
-            "--data-dir",
-            "{tmp}/empty",
-        ],
+        RESUME,
         1,
         r"^error: --resume: there is no checkpoint at",
         empty_folder("empty"),

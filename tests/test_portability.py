@@ -44,7 +44,7 @@ def problems(path: Path, root: Path = REPO_ROOT) -> list[str]:
         name = function.attr if isinstance(function, ast.Attribute) else getattr(function, "id", "")
         where = f"{path.relative_to(root)}:{node.lineno}"
         text_process = bool({"text", "universal_newlines"} & keywords(node))
-        if name in ("read_text", "write_text"):
+        if name in ("read_text", "write_text") and isinstance(function, ast.Attribute):
             found.append(f"{where}: {name}() without encoding=")
         elif name == "open" and isinstance(function, ast.Name) and text_mode(node, 1):
             found.append(f"{where}: open() in text mode without encoding=")
@@ -62,12 +62,12 @@ def test_the_check_finds_what_it_looks_for(tmp_path):
     sample = tmp_path / "sample.py"
     sample.write_text(
         "open('a.txt')\nopen('a.bin', 'rb')\nopen('a.txt', encoding='utf-8')\n"
-        "p.read_text()\np.write_text('x', encoding='utf-8')\n"
+        "p.read_text()\np.write_text('x', encoding='utf-8')\nread_text(p)\n"
         "subprocess.run(['x'], text=True)\nsubprocess.run(['x'], text=True, encoding='utf-8')\n",
         encoding="utf-8",
     )
     found = problems(sample, root=tmp_path)
-    assert [line.split(":")[1] for line in found] == ["1", "4", "6"]
+    assert [line.split(":")[1] for line in found] == ["1", "4", "7"]
 
 
 def test_posix_only_calls_have_a_fallback():

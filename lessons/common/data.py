@@ -191,16 +191,16 @@ class StandInPixels:
         if isinstance(key, int):
             if not -len(self) <= key < len(self):
                 raise IndexError(f"index {key} out of range for {len(self)} images")
-            return self[key % len(self) : key % len(self) + 1][0]
-        if not (isinstance(key, slice) and key.step in (None, 1)):
-            return self[:][key]
-        start, stop, _ = key.indices(len(self))
-        if stop <= start:
-            pixels = torch.empty((0, *self.shape_hwc), dtype=torch.uint8)
+            pixels = self._chunk(key % len(self) // CHUNK)[key % len(self) % CHUNK]
+        elif isinstance(key, slice) and key.step in (None, 1):
+            start, stop, _ = key.indices(len(self))
+            parts = [self._chunk(n)[max(start - n * CHUNK, 0) : stop - n * CHUNK]
+                     for n in range(start // CHUNK, (stop - 1) // CHUNK + 1)]  # fmt: skip
+            pixels = (
+                torch.cat(parts) if parts else torch.empty((0, *self.shape_hwc), dtype=torch.uint8)
+            )
         else:
-            first, last = start // CHUNK, (stop - 1) // CHUNK
-            pixels = torch.cat([self._chunk(n) for n in range(first, last + 1)])
-            pixels = pixels[start - first * CHUNK : stop - first * CHUNK]
+            return self[:][key]
         return pixels[..., 0] if self.shape_hwc[2] == 1 else pixels.numpy()
 
     def __getattr__(self, name):  # .shape, .dtype, .float(), ...: those of the whole array
