@@ -9,7 +9,7 @@ import torch
 from conftest import load_lesson, one_line_error, run_lesson_cli, run_script
 from torch import nn
 
-from common import text
+from common import news, text
 from common.data import DataError, DataUnavailable
 
 STEM = "10_text_classification"
@@ -67,7 +67,7 @@ def test_reading_a_csv_shifts_labels_and_joins_title_and_description(lesson, tmp
         tmp_path / "news.csv",
         ['"3","Stocks rise","Markets, up again."', '"1","Talks stall","Envoys ""pause"" talks"'],
     )
-    assert lesson.read_ag_news_csv(path) == [
+    assert news.read_ag_news_csv(path) == [
         (2, "Stocks rise Markets, up again."),
         (0, 'Talks stall Envoys "pause" talks'),
     ]
@@ -80,7 +80,7 @@ def test_reading_a_csv_shifts_labels_and_joins_title_and_description(lesson, tmp
 def test_an_unknown_csv_format_is_a_data_error_naming_the_file(lesson, tmp_path, line):
     path = write_csv(tmp_path / "AG_NEWS" / "test.csv", ['"1","Fine","Row"', line])
     with pytest.raises(DataError, match=r"test\.csv line 2: expected 3 columns"):
-        lesson.read_ag_news_csv(path)
+        news.read_ag_news_csv(path)
 
 
 def test_bad_csv_stops_the_lesson_with_one_line(tmp_path):
@@ -94,16 +94,16 @@ def test_a_truncated_or_tiny_csv_is_a_data_error(lesson, tmp_path):
     root = tmp_path / "root"
     write_csv(root / "AG_NEWS" / "test.csv", ['"1","Title","Text"', '"2","Cut off here'])
     with pytest.raises(DataError, match=r"test\.csv"):
-        lesson.read_ag_news_csv(root / "AG_NEWS" / "test.csv")
+        news.read_ag_news_csv(root / "AG_NEWS" / "test.csv")
     write_csv(root / "AG_NEWS" / "test.csv", ['"1","Title","Text"'] * 5)
     with pytest.raises(DataError, match="only 5 rows, too few to split"):
         lesson.load_ag_news(SimpleNamespace(data_dir=root, offline=True))
 
 
 def test_the_stand_in_is_deterministic_four_topic_news(lesson):
-    rows = lesson.stand_in_news(400, seed=1)
-    assert rows == lesson.stand_in_news(400, seed=1)
-    assert rows != lesson.stand_in_news(400, seed=2)
+    rows = news.stand_in_news(400, seed=1)
+    assert rows == news.stand_in_news(400, seed=1)
+    assert rows != news.stand_in_news(400, seed=2)
     assert {label for label, _ in rows} == {0, 1, 2, 3}
     assert all(isinstance(text, str) and len(text.split()) >= 8 for _, text in rows)
 
@@ -115,7 +115,7 @@ def test_stand_ins_are_refused_when_real_data_is_required(tmp_path):
 
 
 def test_a_single_small_csv_is_split_for_training(lesson, tmp_path):
-    rows = lesson.stand_in_news(50, seed=3)  # an instructor's own small file, say
+    rows = news.stand_in_news(50, seed=3)  # an instructor's own small file, say
     lines = [f'"{label + 1}","{text[:20]}","{text}"' for label, text in rows]
     write_csv(tmp_path / "root" / "AG_NEWS" / "test.csv", lines)
     run = run_script(STEM, tmp_path / "out", "--quick", "--models", "fasttext",
