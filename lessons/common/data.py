@@ -58,7 +58,7 @@ def use_stand_in(name: str, reason: str, how_to_get: str) -> None:
     if name not in _announced:
         _announced.add(name)
         print(
-            f"NOTICE: {name} {reason}: using a synthetic stand-in of the same shape and classes "
+            f"NOTICE: {name} {reason}: using a synthetic stand-in in the same format "
             f"(numbers will differ from the real data). To get the real data: {how_to_get}"
         )
 
