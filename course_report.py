@@ -61,6 +61,8 @@ def _shown(value) -> str | None:
     if isinstance(value, (bool, int)):
         return str(value)
     if isinstance(value, float):
+        if 0 < abs(value) < 1e-3:  # a tiny difference, e.g. 3e-08, not 0.0000
+            return f"{value:.2e}"
         return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.4g}"
     if isinstance(value, str) and len(value) <= 60:
         return value

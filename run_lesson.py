@@ -155,7 +155,9 @@ def headline_of(metrics_path: Path, started: float) -> str | None:
     if name is None or name not in metrics:
         return ""
     value = metrics[name]
-    text = f"{name}={value:.4f}" if isinstance(value, float) else f"{name}={value}"
+    if isinstance(value, float):  # a tiny difference (3e-08) in e-notation, not as 0.0000
+        value = f"{value:.2e}" if 0 < abs(value) < 1e-3 else f"{value:.4f}"
+    text = f"{name}={value}"
     if metrics.get("data") == "stand-in":
         text += " (stand-in data)"
     return text

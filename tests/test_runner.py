@@ -343,3 +343,13 @@ def test_the_html_report_renders_in_chromium_with_every_image(html_report, tmp_p
             int(re.search(rf'data-{key}="(\d+)"', body).group(1)) for key in ("width", "screen")
         )
         assert page <= screen, "the page itself fits the screen; only the table scrolls"
+
+
+@pytest.mark.parametrize(
+    "value, shown",
+    [(0.91234, "0.9123"), (2.98e-08, "2.98e-08"), (0.0, "0.0000"), (15.36, "15.3600")],
+)
+def test_the_headline_shows_a_tiny_difference_in_e_notation(tmp_path, value, shown):
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps({"headline": "difference", "difference": value}), encoding="utf-8")
+    assert run_lesson.headline_of(path, started=0) == f"difference={shown}"
