@@ -13,7 +13,7 @@ How to run
     python lessons/20_performance.py            # every measurement, torch.compile too
     python lessons/20_performance.py --quick    # a few steps each, no torch.compile
     python lessons/20_performance.py --device cuda
-Time: --quick ~8 s, full ~90 s on a 2-core CPU.
+Time: --quick ~10 s, full ~60 s on a 2-core CPU.
 """
 
 # %%
