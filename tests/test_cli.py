@@ -110,6 +110,20 @@ def test_help_shows_the_lesson_summary(monkeypatch, tmp_path, capsys):
     assert "--quick" in text and "--no-download" in text
 
 
+def test_a_script_that_is_not_a_lesson_names_itself_and_can_drop_the_training_flags(
+    monkeypatch, tmp_path, capsys
+):
+    """The benchmark: its own `prog`, and no --epochs / --batch-size (each recipe has its own)."""
+    args = parse([], monkeypatch, tmp_path, prog="python benchmarks/demo.py", training_flags=False)
+    assert not hasattr(args, "epochs") and not hasattr(args, "batch_size")
+    with pytest.raises(SystemExit) as exit_info:
+        parse(["--epochs", "3"], monkeypatch, tmp_path, prog="python benchmarks/demo.py",
+              training_flags=False)  # fmt: skip
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert error.startswith("python benchmarks/demo.py: error: unrecognized arguments: --epochs")
+
+
 def test_lesson_errors_print_one_line(capsys):
     _print_error_and_exit(LessonError, LessonError("data/x.csv: expected 12 columns"), None)
     _print_error_and_exit(KeyboardInterrupt, KeyboardInterrupt(), None)

@@ -26,11 +26,15 @@ __all__ = ["lesson_args", "non_negative_int", "positive_float", "positive_int"]
 DATA, THREADS = settings.DATA_DIR_ENV, settings.THREADS_ENV
 
 
-def lesson_parser(doc, name: str, *, epochs=1, batch_size=64, seed=0) -> argparse.ArgumentParser:
-    """The shared flags with this lesson's defaults (see `lesson_args`)."""
+def lesson_parser(
+    doc, name: str, *, epochs=1, batch_size=64, seed=0, prog=None, training_flags=True
+) -> argparse.ArgumentParser:
+    """The shared flags with this lesson's defaults (see `lesson_args`). A script that is not a
+    lesson (a benchmark) passes its own `prog`, and `training_flags=False` when it has no single
+    number of epochs or batch size to offer."""
     lines = (doc or "").strip().splitlines()
     parser = settings.OneLineErrorParser(
-        prog=f"python lessons/{name}.py",
+        prog=prog or f"python lessons/{name}.py",
         description=lines[0] if lines else "",
         epilog="\n".join(lines[1:]).strip(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -38,8 +42,10 @@ def lesson_parser(doc, name: str, *, epochs=1, batch_size=64, seed=0) -> argpars
     add = parser.add_argument
     add("--quick", action="store_true", help=f"smoke run: seconds ({settings.QUICK_ENV}=1)")
     add("--device", help=f"{settings.DEVICE_CHOICES} (default ${settings.DEVICE_ENV}, else auto)")
-    add("--epochs", type=positive_int, default=epochs, help=f"training epochs (default {epochs})")
-    add("--batch-size", type=positive_int, default=batch_size, help=f"default {batch_size}")
+    if training_flags:
+        help_epochs = f"training epochs (default {epochs})"
+        add("--epochs", type=positive_int, default=epochs, help=help_epochs)
+        add("--batch-size", type=positive_int, default=batch_size, help=f"default {batch_size}")
     add("--data-dir", type=Path, help=f"data root (default ${DATA}, else data/)")
     add("--seed", type=non_negative_int, default=seed, help=f"random seed (default {seed})")
     add("--threads", type=positive_int, help=f"CPU threads (default ${THREADS})")
@@ -52,8 +58,9 @@ def lesson_args(doc, argv=None, *, name: str, configure=None, threads=None, **de
     """The lesson's flags, checked, with `device`, `data_dir` and `out` resolved.
 
     `argv=None` reads the command line (in a Jupyter kernel, `$LESSONS_ARGS`).
-    `defaults` are `epochs`, `batch_size` and `seed`; `threads` is the lesson's default thread
-    count (tiny models run fastest on one), which `--threads` and `LESSONS_THREADS` override.
+    `defaults` are `epochs`, `batch_size`, `seed`, `prog` and `training_flags` (`lesson_parser`);
+    `threads` is the lesson's default thread count (tiny models run fastest on one), which
+    `--threads` and `LESSONS_THREADS` override.
     Then it sets the thread count, seeds every generator, creates the output folder and prints
     one line saying where the lesson runs.
     """
