@@ -255,7 +255,8 @@ if __name__ == "__main__":
 # The learning rate (how far each step moves), the batch size (samples per step) and the
 # number of epochs (passes over the data) are chosen, not learned. The notes train this network
 # with plain SGD at lr $10^{-3}$: each step is tiny, so it needs many epochs. Adam adapts a step
-# size for every weight. The same batches of 64, from the same starting weights, with both:
+# size for every weight. The same batches of 64, from the same starting weights, with both
+# (`python benchmarks/notes_vs_course.py --task fashion-mlp` runs both recipes to the end):
 
 
 # %%

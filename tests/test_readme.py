@@ -24,6 +24,7 @@ MIN_CJK_CHARS = 1500
 FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 LESSON_ROW = re.compile(r"^\|\s*(\d{2})\s*\|([^|]*)\|", re.MULTILINE)
 RESULT_ROW = re.compile(r"^\|\s*(\d{2})\s+[^|\s][^|]*\|.*$", re.MULTILINE)
+BENCHMARK_ROW = re.compile(r"^\|\s*([a-z0-9]+-[a-z0-9]+)\s*\|(.*)$", re.MULTILINE)  # fashion-mlp
 NUMBER = re.compile(r"\d[\d,.]*")
 CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 
@@ -83,6 +84,17 @@ def result_rows(text: str) -> list[tuple[str, list[str]]]:
     return rows
 
 
+def benchmark_rows(text: str) -> list[tuple[str, list[str]]]:
+    """(task, the numbers of its measured columns) of the benchmark's table; the two recipe
+    columns are prose, written in each language."""
+    rows = []
+    for task, rest in BENCHMARK_ROW.findall(text):
+        cells = [cell.strip() for cell in rest.strip().strip("|").split("|")]
+        measured = cells[1:3] + cells[4:]  # skip the notes' and the course's recipe
+        rows.append((task, NUMBER.findall(" ".join(measured))))
+    return rows
+
+
 def headings(text: str) -> list[str]:
     return [line for line in prose(text).splitlines() if line.startswith("#")]
 
@@ -126,6 +138,11 @@ def check_results(en: str, zh: str) -> None:
     assert result_rows(zh) == result_rows(en)
 
 
+def check_benchmark(en: str, zh: str) -> None:
+    assert len(benchmark_rows(en)) == 5, "README.md's benchmark table should have its 5 tasks"
+    assert benchmark_rows(zh) == benchmark_rows(en)
+
+
 def check_sections(en: str, zh: str) -> None:
     assert [h.split()[0] for h in headings(zh)] == [h.split()[0] for h in headings(en)]
     assert prose(zh).count("**") == prose(en).count("**"), "bold paragraph leads differ"
@@ -148,6 +165,7 @@ CHECKS = [
     check_inline_commands,
     check_lessons,
     check_results,
+    check_benchmark,
     check_sections,
     check_chinese,
 ]
@@ -200,6 +218,10 @@ BREAKAGES = {
     "a lesson row dropped": (check_lessons, lambda zh: _drop_line(zh, "| 09 |")),
     "a lesson's name lost": (check_lessons, lambda zh: zh.replace("（Autograd）", "", 1)),
     "a result changed": (check_results, lambda zh: zh.replace("| 0.919 |", "| 0.92 |", 1)),
+    "a benchmark number changed": (
+        check_benchmark,
+        lambda zh: zh.replace("| 0.529 | 112 s |", "| 0.529 | 121 s |", 1),
+    ),
     "a section dropped": (check_sections, lambda zh: zh.replace("## 出错时会怎样", "", 1)),
     "left in English": (check_chinese, lambda zh: re.sub(r"[\u4e00-\u9fff]+", "text", zh)),
     "a notes' term replaced": (check_chinese, lambda zh: zh.replace("自动求导", "Autograd")),

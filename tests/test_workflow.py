@@ -75,6 +75,7 @@ def test_the_workflow_runs_the_course_where_students_are():
         "python -m pip install -r requirements.txt",
         "python -m pytest",
         "python run_lesson.py --quick",
+        "python benchmarks/notes_vs_course.py --quick",
         "python -m pip install -r requirements-torchtext.txt",
     ):
         assert command in text, command
