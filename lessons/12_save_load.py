@@ -29,7 +29,7 @@ from torchvision.transforms import ToTensor
 
 from common import LessonError
 from common.cli import lesson_args
-from common.data import network_reachable, network_timeout, vision_dataset
+from common.data import available_weights, vision_dataset
 from common.report import progress, save_figure, write_metrics
 
 LEARNING_RATE = 1e-3
@@ -115,17 +115,10 @@ def round_trip(model: nn.Module, path: Path, images: torch.Tensor) -> dict:
 
 def resnet18(offline: bool) -> tuple[nn.Module, str]:
     """resnet18 with ImageNet weights when cached or downloadable, else random (announced)."""
-    weights = models.ResNet18_Weights.IMAGENET1K_V1
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-    reason = "downloads are off" if offline else "the network is unreachable"
-    if cached.is_file() or (not offline and network_reachable(weights.url)):
-        try:
-            with network_timeout():
-                return models.resnet18(weights=weights), "ImageNet"
-        except (OSError, RuntimeError) as error:
-            reason = f"the download failed ({short(error)})"
-    print(f"NOTICE: resnet18 ImageNet weights unavailable ({reason}): using random weights")
-    return models.resnet18(), "random"
+    weights = available_weights(
+        models.ResNet18_Weights.IMAGENET1K_V1, offline=offline, name="resnet18"
+    )
+    return models.resnet18(weights=weights), "random" if weights is None else "ImageNet"
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ Time: --quick ~6 s, full ~2.5 min on a 2-core CPU.
 
 # %%
 import copy
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
@@ -26,7 +25,7 @@ from torchvision.utils import make_grid
 
 from common import LessonError
 from common.cli import lesson_args, positive_int
-from common.data import network_reachable, network_timeout, vision_dataset
+from common.data import available_weights, vision_dataset
 from common.report import progress, save_figure, write_metrics
 
 SOURCE_DIGITS, TARGET_DIGITS = [0, 1, 2, 3, 4], [5, 6, 7, 8, 9]
@@ -316,17 +315,8 @@ if __name__ == "__main__":
 # %%
 def resnet18(offline: bool) -> tuple[nn.Module, str]:
     """resnet18 with ImageNet weights when cached or downloadable, else random (announced)."""
-    weights = models.ResNet18_Weights.DEFAULT
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-    reason = "downloads are off" if offline else "the network is unreachable"
-    if cached.is_file() or (not offline and network_reachable(weights.url)):
-        try:
-            with network_timeout():
-                return models.resnet18(weights=weights), "ImageNet"
-        except (OSError, RuntimeError) as error:
-            reason = f"the download failed ({str(error).splitlines()[0][:80]})"
-    print(f"NOTICE: resnet18 ImageNet weights unavailable ({reason}): using random weights")
-    return models.resnet18(), "random"
+    weights = available_weights(models.ResNet18_Weights.DEFAULT, offline=offline, name="resnet18")
+    return models.resnet18(weights=weights), "random" if weights is None else "ImageNet"
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from common.data import (
     DataError,
     DataUnavailable,
     StandInImages,
+    available_weights,
     data_file,
     fetch_file,
     network_reachable,
@@ -117,6 +118,50 @@ def test_unreachable_network_falls_back_fast(tmp_path, monkeypatch, capsys):
     assert time.monotonic() - started < 10
     assert isinstance(dataset, StandInImages) and len(dataset) == 50_000
     assert "network is unreachable" in capsys.readouterr().out
+
+
+class FakeWeights:
+    """A torchvision weights enum as `available_weights` uses it: a url, and `get_state_dict`,
+    which downloads the file into torch's hub cache (here: writes it, or fails)."""
+
+    def __init__(self, url: str, failure: Exception | None = None):
+        self.url, self.failure, self.downloads = url, failure, 0
+
+    def get_state_dict(self, progress: bool):
+        self.downloads += 1
+        if self.failure is not None:
+            raise self.failure
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(self.url).name
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({}, cached)
+
+
+@pytest.mark.parametrize(
+    "offline, reachable, failure, expected",
+    [
+        (True, True, None, "downloads are off"),
+        (False, False, None, "the network is unreachable"),
+        (False, True, OSError("HTTP Error 503:\n  Service Unavailable"), "the download failed "
+         "(HTTP Error 503: Service Unavailable)"),
+        (False, True, None, None),  # downloaded: no notice, and the next call finds the cache
+    ],
+)  # fmt: skip
+def test_pretrained_weights_or_an_announced_none(
+    offline, reachable, failure, expected, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(data, "network_reachable", lambda url, timeout=5.0: reachable)
+    weights = FakeWeights("https://example.org/models/net-1234.pth", failure)
+    got = available_weights(weights, offline=offline, name="net")
+    printed = capsys.readouterr().out
+    if expected is None:
+        assert got is weights and weights.downloads == 1 and "NOTICE" not in printed
+        assert available_weights(weights, offline=True, name="net") is weights  # the cache
+        assert weights.downloads == 1
+    else:
+        assert got is None
+        assert printed.strip() == f"NOTICE: net ImageNet weights unavailable ({expected}): " \
+            "using random weights"  # fmt: skip
 
 
 def test_corrupt_archives_are_an_error_not_a_fallback(tmp_path):

@@ -85,6 +85,25 @@ def network_timeout(seconds: float = 10.0):
         socket.setdefaulttimeout(previous)
 
 
+def available_weights(weights, *, offline: bool, name: str):
+    """`weights` (a torchvision weights enum) once its file is in torch's hub cache, downloaded
+    first when allowed; else None, announced, so `model(weights=None)` gets random weights and
+    runs all the same."""
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    if cached.is_file():
+        return weights
+    reason = "downloads are off" if offline else "the network is unreachable"
+    if not offline and network_reachable(weights.url):
+        try:
+            with network_timeout():
+                weights.get_state_dict(progress=sys.stderr.isatty())  # into the hub cache
+            return weights
+        except (OSError, RuntimeError) as error:
+            reason = f"the download failed ({' '.join(str(error).split())[:80]})"
+    print(f"NOTICE: {name} ImageNet weights unavailable ({reason}): using random weights")
+    return None
+
+
 def fetch_file(root, relative_path: str, *, url: str, md5=None, offline=False) -> Path:
     """`<root>/<relative_path>`, downloaded (and MD5-checked) first when missing and allowed,
     else `DataUnavailable`. A file already there is used as it is: the lesson checks it."""
