@@ -279,7 +279,7 @@ def mnist_cnn(bench: Bench):
 
 
 def cifar_folder(bench: Bench) -> Path | None:
-    folder = bench.args.image_folder or bench.args.data_dir / "CIFAR10-jpg"
+    folder = (bench.args.image_folder or bench.args.data_dir / "CIFAR10-jpg").expanduser()
     if (folder / "train").is_dir() and (folder / "test").is_dir():
         return folder
     if bench.args.image_folder:
@@ -296,7 +296,7 @@ def cifar10_net(bench: Bench):
         train = ImageFolder(str(folder / "train"), transform=notes_transform)
         test = ImageFolder(str(folder / "test"), transform=notes_transform)
     else:
-        print(f"  data: torchvision's CIFAR10 ({folder or 'no CIFAR10-jpg/ under the data root'})")
+        print(f"  data: torchvision's CIFAR10 (no CIFAR10-jpg/ under {bench.args.data_dir})")
         train = vision_dataset("CIFAR10", bench.args, train=True, transform=notes_transform)
         test = vision_dataset("CIFAR10", bench.args, train=False, transform=notes_transform)
     train_loader = bench.loader(bench.notes_images(train, True), 4, shuffle=True)

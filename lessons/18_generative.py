@@ -8,7 +8,7 @@ judging 1,000 generated digits with an MNIST classifier trained in the same run.
 How to run: python lessons/18_generative.py [--quick] [--epochs 6, a longer GAN] [--seed 1]
 Figures, sample grids and metrics.json go to outputs/18_generative/.
 
-Time: --quick ~6 s, full ~3 min on a 2-core CPU.
+Time: --quick ~10 s, full ~4 min on a 2-core CPU.
 """
 
 # %%

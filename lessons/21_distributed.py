@@ -14,7 +14,7 @@ How to run
     torchrun --nproc_per_node 8 lessons/21_distributed.py --device cuda   # 8 GPUs, NCCL
     torchrun --nnodes 2 --nproc_per_node 8 --rdzv-backend c10d \\
         --rdzv-endpoint HOST:29500 lessons/21_distributed.py --device cuda  # on each machine
-Time: --quick ~10 s, full ~35 s on a 2-core CPU.
+Time: --quick ~13 s, full ~30 s on a 2-core CPU.
 """
 
 # %%
