@@ -135,9 +135,11 @@ if __name__ == "__main__":
     fig = plt.figure(figsize=(13, 4.5))
     left, right = fig.add_subplot(1, 5, (1, 3)), fig.add_subplot(1, 5, (4, 5), projection="3d")
     shown = [x[i : i + 10] for i in (0, 10) for x in (test_images, reconstructions)]  # 4 rows
-    left.imshow(make_grid(torch.cat(shown).clamp(0, 1), nrow=10, pad_value=1)[0], cmap="gray")
+    grid = make_grid(torch.cat(shown).clamp(0, 1), nrow=10, pad_value=1)[0]
+    left.imshow(grid.numpy(), cmap="gray")  # matplotlib takes NumPy arrays, not tensors
     left.set(title="test images, each row over its reconstructions", xticks=[], yticks=[])
-    points = right.scatter(*codes[:3000].T, c=fashion_test.tensors[1][:3000], cmap="tab10", s=3)
+    points = right.scatter(*codes[:3000].T.numpy(), c=fashion_test.tensors[1][:3000].numpy(),
+                           cmap="tab10", s=3)  # fmt: skip
     right.legend(points.legend_elements()[0], FashionMNIST.classes, fontsize=6, loc="upper left")
     right.set(title="3-D codes of test images", xlabel="code 1", ylabel="code 2", zlabel="code 3")
     save_figure(fig, args.out / "autoencoder.png")
@@ -272,7 +274,7 @@ if __name__ == "__main__":
               f"samples of the fixed noise in {path.name}")  # fmt: skip
     fig, axes = plt.subplots(1, len(grids), figsize=(3.2 * len(grids), 3.4), squeeze=False)
     for epoch, (ax, grid) in enumerate(zip(axes[0], grids), start=1):
-        ax.imshow(grid.permute(1, 2, 0))
+        ax.imshow(grid.permute(1, 2, 0).numpy())
         ax.set(title=f"after epoch {epoch}", xticks=[], yticks=[])
     save_figure(fig, args.out / "gan_samples.png")
 
@@ -345,7 +347,7 @@ if __name__ == "__main__":
     fig, ax = plt.subplots(figsize=(7, 3.8))
     window = max(len(step_losses) // 50, 1)  # a running mean over 2 % of the steps
     running = torch.tensor(step_losses).unfold(0, window, 1).mean(-1)  # steps x (D, G)
-    ax.plot(range(window, len(step_losses) + 1), running, label=["D loss", "G loss"])
+    ax.plot(range(window, len(step_losses) + 1), running.numpy(), label=["D loss", "G loss"])
     ax.axhline(2 * math.log(2), color="grey", ls=":", label="2 ln 2, a coin toss's D loss")
     ax.set(xlabel="step", ylabel="BCE", title=f"GAN losses (running mean of {window} steps)")
     ax.legend()
